@@ -1,0 +1,95 @@
+# bex: one non-recursive Makefile. `make help` lists the targets.
+
+SAN ?= 0
+WERROR ?= 1
+ifeq ($(SAN),1)
+B := build/san
+else
+B := build
+endif
+
+CC ?= cc
+PKGS := libsecp256k1 lmdb libuv libprotobuf-c libssl libcrypto jansson
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser
+
+CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Wshadow -Wstrict-prototypes \
+          -Wno-missing-field-initializers -fno-strict-aliasing
+ifeq ($(WERROR),1)
+CFLAGS += -Werror
+endif
+ifeq ($(SAN),1)
+CFLAGS += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -DBEX_CHECKS
+LDFLAGS += -fsanitize=address,undefined
+endif
+CPPFLAGS := -Icommon -Iconsensus -Icontracts -Inode -I$(B)/proto -MMD -MP
+
+MAINS := node/bexd.c node/bexctl.c
+LIB_SRC := $(filter-out $(MAINS),$(wildcard common/*.c consensus/*.c contracts/*.c node/*.c))
+LIB_OBJ := $(B)/proto/bex.pb-c.o $(LIB_SRC:%.c=$(B)/%.o)
+LIB := $(B)/libbex.a
+
+UNIT_SRC := $(wildcard tests/unit/*_test.c)
+UNIT_BIN := $(UNIT_SRC:%.c=$(B)/%)
+SIM_SRC := $(wildcard tests/sim/*.c)
+SIM_BIN := $(B)/tests/sim/sim
+SEEDS ?= 200
+
+.SECONDARY:
+.PHONY: all test sim demo bench soak fuzz lint clean deps help
+all: deps $(B)/bexd $(B)/bexctl
+
+help:
+	@echo "make            build build/bexd, build/bexctl, build/libbex.a"
+	@echo "make test       unit, simulator and integration tests (SAN=1: sanitizers)"
+	@echo "make sim SEEDS=N  the consensus simulator, N seeds per configuration"
+	@echo "make demo       a 4-agency local network and the sharing scenarios"
+	@echo "make lint       boundary checks for consensus/ and contracts/"
+	@echo "make clean      remove build/"
+
+deps:
+	@./scripts/deps.sh
+
+$(B)/proto/bex.pb-c.c $(B)/proto/bex.pb-c.h: proto/bex.proto
+	@mkdir -p $(B)/proto
+	protoc-c --c_out=$(B)/proto -Iproto proto/bex.proto
+
+$(B)/proto/bex.pb-c.o: $(B)/proto/bex.pb-c.c
+	$(CC) $(filter-out -Werror -Wshadow,$(CFLAGS)) $(CPPFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(B)/%.o: %.c | $(B)/proto/bex.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CPPFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/bexd: $(B)/node/bexd.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
+$(B)/bexctl: $(B)/node/bexctl.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
+$(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka -lm -lpthread
+
+$(SIM_BIN): $(SIM_SRC:%.c=$(B)/%.o) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
+test: all $(UNIT_BIN) $(if $(SIM_SRC),$(SIM_BIN))
+	@B=$(B) SEEDS=$(SEEDS) ./scripts/run-tests.sh
+
+sim: deps $(SIM_BIN)
+	$(SIM_BIN) --seeds $(SEEDS)
+
+demo: all
+	@B=$(B) ./testnet/demo-all.sh
+
+lint:
+	@./scripts/lint.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)
