@@ -12,9 +12,11 @@
  * Signature verification is by far the most expensive step, so its outcome
  * is remembered in a bounded cache keyed by tx id together with a digest of
  * the exact signature list: a gossip duplicate, or a proposal carrying a tx
- * this node already admitted, is not verified twice. Everything that depends
- * on state (registered keys, nonce) is checked on every call, because state
- * moves between two calls for the same tx.
+ * this node already admitted, is not verified twice. The cache holds one
+ * list per id (the latest verified) and replaces entries by CLOCK. Size it
+ * above the mempool's count so every pooled tx stays cached. Everything that
+ * depends on state (registered keys, nonce) is checked on every call,
+ * because state moves between two calls for the same tx.
  *
  * Hashing and verification come in through a table of function pointers
  * (struct txcheck_crypto), and state through two callbacks, so this module

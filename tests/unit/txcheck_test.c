@@ -140,6 +140,8 @@ static int reset(void **state)
     (void)state;
     verify_calls = 0;
     keys_fail = 0;
+    agencies[0].keys[0] = 0;
+    agencies[0].nkeys = 3;
     agencies[0].last = 7;
     agencies[1].last = 0;
     return 0;
@@ -650,18 +652,20 @@ static void txcheck_cache_hit_avoids_verification(void **state)
     assert_false(res.cached);
     assert_int_equal(verify_calls, 3);
 
-    /* A hit never skips the state checks: a removed key or a used nonce still fail. */
-    d.nsigs = 2;
-    len = draft_pack(&d, tx, sizeof tx);
-    agencies[0].nkeys = 1;
-    assert_int_equal(txcheck_tx(tc, &res, tx, len), -BEX_ESIG);
-    agencies[0].nkeys = 3;
-    agencies[0].last = 8;
-    assert_int_equal(txcheck_tx(tc, &res, tx, len), -BEX_ENONCE);
+    /* One entry per id: the latest verified list replaced the first. */
+    assert_int_equal(txcheck_tx(tc, &res, tx, len1), 0);
+    assert_true(res.cached);
     assert_int_equal(verify_calls, 3);
+
+    /* A hit never skips the state checks: a removed key or a used nonce still fail. */
+    agencies[0].keys[0] = 2;
+    assert_int_equal(txcheck_tx(tc, &res, tx, len1), -BEX_ESIG);
+    agencies[0].keys[0] = 0;
+    agencies[0].last = 8;
+    assert_int_equal(txcheck_tx(tc, &res, tx, len1), -BEX_ENONCE);
     /* The entry survived those rejections and hits again once state allows. */
     agencies[0].last = 7;
-    assert_int_equal(txcheck_tx(tc, &res, tx, len), 0);
+    assert_int_equal(txcheck_tx(tc, &res, tx, len1), 0);
     assert_true(res.cached);
     assert_int_equal(verify_calls, 3);
     txcheck_free(tc);
