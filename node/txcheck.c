@@ -176,13 +176,71 @@ void txcheck_free(struct txcheck *tc)
 }
 
 /* Writes the reason text for a rejection and returns the code unchanged. */
-BEX_PRINTF(3, 4) static int reject(struct txcheck_result *res, int rc, const char *fmt, ...)
+BEX_PRINTF(3, 4)
+static int reject(struct txcheck_result *res, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(res->reason, sizeof res->reason, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+/* Reads a varint at p[0..len) into *v. Returns the bytes it took, 0 when malformed. */
+static size_t read_varint(uint64_t *v, const uint8_t *p, size_t len)
+{
+    *v = 0;
+    for (size_t i = 0; i < len && i < 10; i++) {
+        *v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if ((p[i] & 0x80) == 0)
+            return i + 1;
+    }
+    return 0;
+}
+
+/*
+ * Counts the top-level occurrences of one field of an encoded message
+ * without decoding it. protobuf-c allocates a struct for every repeated
+ * element before the count can be seen, so a 1 MiB tx of empty signatures
+ * (2 bytes each) would cost tens of megabytes to refuse; counting first keeps
+ * a hostile tx's cost proportional to its size. Returns -1 when the wire
+ * format is malformed, which the decoder then reports.
+ */
+static long count_field(const uint8_t *p, size_t len, uint64_t field)
+{
+    long count = 0;
+    size_t at = 0;
+    while (at < len) {
+        uint64_t tag, n;
+        size_t used = read_varint(&tag, p + at, len - at);
+        if (used == 0)
+            return -1;
+        at += used;
+        switch (tag & 7) {
+        case 0:
+            if ((used = read_varint(&n, p + at, len - at)) == 0)
+                return -1;
+            at += used;
+            break;
+        case 1:
+            at += 8;
+            break;
+        case 2:
+            if ((used = read_varint(&n, p + at, len - at)) == 0 || n > len - at - used)
+                return -1;
+            at += used + (size_t)n;
+            break;
+        case 5:
+            at += 4;
+            break;
+        default:
+            return -1;
+        }
+        if (at > len)
+            return -1;
+        count += (tag >> 3) == field;
+    }
+    return count;
 }
 
 /* True when s is 1..max bytes long and every byte is in the set allowed. */
@@ -336,7 +394,12 @@ int txcheck_tx(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx
         rc = reject(res, -BEX_EDECODE, "empty tx");
         goto fail;
     }
-    if ((msg = bex__tx__unpack(NULL, tx_len, tx)) == NULL) {
+    long nsigs = count_field(tx, tx_len, 2);
+    if (nsigs > TXCHECK_SIGS_MAX) {
+        rc = reject(res, -BEX_ELIMIT, "%ld signatures, limit %d", nsigs, TXCHECK_SIGS_MAX);
+        goto fail;
+    }
+    if (nsigs < 0 || (msg = bex__tx__unpack(NULL, tx_len, tx)) == NULL) {
         rc = reject(res, -BEX_EDECODE, "not a bex.Tx");
         goto fail;
     }
@@ -385,16 +448,16 @@ int txcheck_tx(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx
     for (size_t i = 0; i < msg->n_sigs; i++)
         memcpy(res->signers[i], msg->sigs[i]->pubkey.data, TXCHECK_PUB_BYTES);
     tc->stats.accepted++;
-    bex__tx_body__free_unpacked(body, NULL);
-    bex__tx__free_unpacked(msg, NULL);
-    return 0;
+    /* Success shares the cleanup below with every refusal. */
 fail:
-    BEX_ASSERT(rc < 0);
-    BEX_ASSERT(res->reason[0] != '\0');
-    if (-rc < BEX_E_COUNT)
-        tc->stats.rejected[-rc]++;
-    res->signer_count = 0;
-    res->cached = false;
+    if (rc != 0) {
+        BEX_ASSERT(rc < 0);
+        BEX_ASSERT(res->reason[0] != '\0');
+        if (rc > -BEX_E_COUNT)
+            tc->stats.rejected[-rc]++;
+        res->signer_count = 0;
+        res->cached = false;
+    }
     if (body != NULL)
         bex__tx_body__free_unpacked(body, NULL);
     if (msg != NULL)

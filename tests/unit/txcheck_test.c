@@ -480,6 +480,15 @@ static void txcheck_rejects_too_many_sigs(void **state)
     assert_int_equal(txcheck_tx(tc, &res, tx, len), -BEX_ELIMIT);
     assert_string_equal(res.reason, "17 signatures, limit 16");
 
+    /* Thousands of empty signatures are refused before anything is decoded. */
+    static uint8_t flood[4000];
+    for (size_t i = 0; i < sizeof flood; i += 2) {
+        flood[i] = 0x12;
+        flood[i + 1] = 0x00;
+    }
+    assert_int_equal(txcheck_tx(tc, &res, flood, sizeof flood), -BEX_ELIMIT);
+    assert_string_equal(res.reason, "2000 signatures, limit 16");
+
     /* No signature at all is refused too. */
     d.nsigs = 0;
     len = draft_pack(&d, tx, sizeof tx);
