@@ -213,10 +213,7 @@ static int string_value(const struct loader *l, char *out, size_t out_size, json
     if (!json_is_string(v))
         return fail(l, BEX_EDECODE, f, "not a string");
     const char *s = json_string_value(v);
-    size_t len = json_string_length(v);
-    /* JSON may carry \u0000; a C string would silently end there. */
-    if (strlen(s) != len)
-        return fail(l, BEX_EDECODE, f, "contains a NUL character");
+    size_t len = strlen(s);
     if (len >= out_size)
         return fail(l, BEX_EINVAL, f, "longer than %zu bytes", out_size - 1);
     memcpy(out, s, len + 1);
@@ -280,7 +277,7 @@ static int hex_value(const struct loader *l, uint8_t *out, size_t len, json_t *v
     if (!json_is_string(v))
         return fail(l, BEX_EDECODE, f, "not a string");
     const char *hex = json_string_value(v);
-    if (json_string_length(v) != 2 * len || strlen(hex) != 2 * len || crypto_hex_decode(out, len, &n, hex) != 0)
+    if (strlen(hex) != 2 * len || crypto_hex_decode(out, len, &n, hex) != 0)
         return fail(l, BEX_EINVAL, f, "expected %zu hex digits (%zu bytes)", 2 * len, len);
     return 0;
 }
@@ -356,6 +353,8 @@ static int parse_file(const struct loader *l, json_t **doc, const char *path)
 
     if ((rc = config_file_read(&text, &len, path, CONFIG_FILE_BYTES_MAX, l->err, l->err_size)) != 0)
         return rc;
+    /* Without JSON_ALLOW_NUL jansson refuses "\u0000", so every string
+     * below is a whole C string; duplicate keys are refused like typos. */
     *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     free(text);
     if (*doc == NULL) {
