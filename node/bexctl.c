@@ -46,6 +46,10 @@ static int help_run(int argc, char **argv)
         usage(stdout);
         return CLI_EXIT_OK;
     }
+    if (cli_is_help(argv[1])) {
+        fputs(help.usage, stdout);
+        return CLI_EXIT_OK;
+    }
     if (argc > 2)
         return cli_usage_error(&help, "expected one command name");
     if ((cmd = find(argv[1])) == NULL)
