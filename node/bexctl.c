@@ -1,20 +1,78 @@
-/* bexctl: the command-line client. */
+/*
+ * bexctl: the command-line client. This file only dispatches; the commands
+ * live in the library (cli.h), one entry each in the table below.
+ */
 #include "bex.h"
+#include "cli.h"
 
 #include <stdio.h>
 #include <string.h>
 
+static int help_run(int argc, char **argv);
+
+static const struct cli_command help = {
+    .name = "help",
+    .summary = "show the commands, or the options of one command",
+    .usage = "usage: bexctl help [COMMAND]\n",
+    .run = help_run,
+};
+
+static const struct cli_command *const commands[] = {
+    &cli_keygen,
+    &help,
+};
+
+static const struct cli_command *find(const char *name)
+{
+    for (size_t i = 0; i < BEX_ARRAY_LEN(commands); i++)
+        if (strcmp(commands[i]->name, name) == 0)
+            return commands[i];
+    return NULL;
+}
+
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bexctl COMMAND ...\n");
+    fprintf(f, "usage: bexctl COMMAND [ARGS...]\n\ncommands:\n");
+    for (size_t i = 0; i < BEX_ARRAY_LEN(commands); i++)
+        fprintf(f, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+    fprintf(f, "\nRun 'bexctl help COMMAND' for the options of a command.\n");
+}
+
+static int help_run(int argc, char **argv)
+{
+    const struct cli_command *cmd;
+
+    if (argc < 2) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (cli_is_help(argv[1])) {
+        fputs(help.usage, stdout);
+        return CLI_EXIT_OK;
+    }
+    if (argc > 2)
+        return cli_usage_error(&help, "expected one command name");
+    if ((cmd = find(argv[1])) == NULL)
+        return cli_usage_error(&help, "unknown command '%s'", argv[1]);
+    fputs(cmd->usage, stdout);
+    return CLI_EXIT_OK;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-        usage(stdout);
-        return 0;
+    const struct cli_command *cmd;
+
+    if (argc < 2) {
+        usage(stderr);
+        return CLI_EXIT_USAGE;
     }
-    usage(stderr);
-    return 2;
+    if (cli_is_help(argv[1])) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if ((cmd = find(argv[1])) == NULL) {
+        fprintf(stderr, "bexctl: unknown command '%s' (see 'bexctl --help')\n", argv[1]);
+        return CLI_EXIT_USAGE;
+    }
+    return cmd->run(argc - 1, argv + 1);
 }
