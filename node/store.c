@@ -33,6 +33,7 @@ static const char *const db_names[DB_COUNT] = {
 #define META_HASH "sys/hash"
 #define META_VIEW "sys/view"
 #define META_CHECKPOINT "sys/checkpoint" /* seq (8 BE) || digest (32) */
+#define META_MAP_BYTES "sys/map_bytes"   /* the size store_resize() last set */
 #define META_USER "usr/"
 #define META_USER_LEN 4
 
@@ -703,7 +704,8 @@ static int check_height(struct store *s, MDB_txn *txn, const char *dir, char *er
     return 0;
 }
 
-static int open_dbs(struct store *s, const char *dir, char *err, size_t err_size)
+/* Opens the databases and sets *map_bytes to the size store_resize() recorded, or 0. */
+static int open_dbs(struct store *s, uint64_t *map_bytes, const char *dir, char *err, size_t err_size)
 {
     MDB_txn *txn;
     int rc;
@@ -720,6 +722,10 @@ static int open_dbs(struct store *s, const char *dir, char *err, size_t err_size
     if ((rc = check_schema(s, txn, dir, err, err_size)) != 0 ||
         (rc = check_height(s, txn, dir, err, err_size)) != 0)
         goto fail;
+    if ((rc = meta_u64(txn, s->dbi[DB_META], META_MAP_BYTES, map_bytes)) != 0) {
+        rc = open_fail(err, err_size, rc, "store: %s: malformed recorded map size", dir);
+        goto fail;
+    }
     if ((rc = mdb_txn_commit(txn)) != 0)
         return open_fail(err, err_size, lmdb_code(rc), "store: %s: %s", dir, lmdb_text(rc));
     return 0;
@@ -751,6 +757,7 @@ int store_open(struct store **out, const char *dir, const struct store_options *
 {
     struct store_options o = {0};
     struct store *s = NULL;
+    uint64_t recorded;
     int rc, keymax;
 
     if (err != NULL && err_size > 0)
@@ -796,8 +803,14 @@ int store_open(struct store **out, const char *dir, const struct store_options *
                        keymax, STORE_LMDB_KEY_BYTES);
         goto fail;
     }
-    if ((rc = open_dbs(s, dir, err, err_size)) != 0)
+    if ((rc = open_dbs(s, &recorded, dir, err, err_size)) != 0)
         goto fail;
+    if (recorded > o.map_bytes && recorded <= STORE_MAP_BYTES_MAX &&
+        (rc = mdb_env_set_mapsize(s->env, recorded)) != 0) {
+        rc = open_fail(err, err_size, lmdb_code(rc), "store: %s: map of %" PRIu64 " bytes: %s", dir,
+                       recorded, lmdb_text(rc));
+        goto fail;
+    }
     *out = s;
     return 0;
 fail:
@@ -835,42 +848,66 @@ int store_error(struct store *s, char *msg, size_t msg_size)
     return rc;
 }
 
-int store_resize(struct store *s, size_t new_map_bytes)
+/* Remaps with the lock held; see store_resize(). */
+static int remap(struct store *s, size_t new_map_bytes)
 {
     MDB_envinfo info;
-    int rc = 0, mrc;
+    int mrc;
+
+    /* Only a full map is cured by a larger one. */
+    if (s->sticky != 0 && s->sticky != -BEX_EMAPFULL)
+        return s->sticky;
+    if (s->readers > 0)
+        return -BEX_ESTATE;
+    if ((mrc = mdb_env_info(s->env, &info)) != 0)
+        return lmdb_code(mrc);
+    if (new_map_bytes <= info.me_mapsize)
+        return -BEX_EINVAL;
+    if ((mrc = mdb_env_set_mapsize(s->env, new_map_bytes)) == 0) {
+        if (s->sticky == -BEX_EMAPFULL)
+            s->sticky = 0;
+        return 0;
+    }
+    /*
+     * LMDB unmapped the file before it failed to map it again: restore the
+     * old size, or nothing may touch the environment any more.
+     */
+    if (mdb_env_set_mapsize(s->env, info.me_mapsize) != 0) {
+        snprintf(s->msg, sizeof s->msg, "store: resize to %zu bytes: %s; the map is lost",
+                 new_map_bytes, lmdb_text(mrc));
+        s->unmapped = true;
+        s->sticky = -BEX_EIO;
+        return -BEX_EIO;
+    }
+    return lmdb_code(mrc);
+}
+
+/*
+ * The new size is also recorded in meta, because LMDB lets the size given at
+ * open win over the one in the file: a node restarted with its old
+ * configuration would otherwise be full again at once.
+ */
+int store_resize(struct store *s, size_t new_map_bytes)
+{
+    uint8_t v[8];
+    MDB_txn *txn;
+    int rc;
 
     if (s == NULL || new_map_bytes > STORE_MAP_BYTES_MAX)
         return -BEX_EINVAL;
     lock(&s->wmu);
     lock(&s->mu);
-    if (s->unmapped) {
-        rc = -BEX_EIO;
-    } else if (s->readers > 0) {
-        rc = -BEX_ESTATE;
-    } else if ((mrc = mdb_env_info(s->env, &info)) != 0) {
-        rc = lmdb_code(mrc);
-    } else if (new_map_bytes <= info.me_mapsize) {
-        rc = -BEX_EINVAL;
-    } else if ((mrc = mdb_env_set_mapsize(s->env, new_map_bytes)) != 0) {
-        /*
-         * LMDB unmapped the file before it failed to map it again; restore
-         * the old size, or nothing may touch the environment any more.
-         */
-        rc = lmdb_code(mrc);
-        if (mdb_env_set_mapsize(s->env, info.me_mapsize) != 0) {
-            snprintf(s->msg, sizeof s->msg, "store: resize to %zu bytes: %s; the map is lost",
-                     new_map_bytes, lmdb_text(mrc));
-            s->unmapped = true;
-            s->sticky = -BEX_EIO;
-            rc = -BEX_EIO;
-        }
-    } else if (s->sticky == -BEX_EMAPFULL) {
-        s->sticky = 0;
-    }
+    rc = remap(s, new_map_bytes);
     unlock(&s->mu);
     unlock(&s->wmu);
-    return rc;
+    if (rc != 0)
+        return rc;
+    if ((rc = write_begin(s, &txn, "resize")) != 0)
+        return rc;
+    be64_put(v, new_map_bytes);
+    if ((rc = put_meta_raw(txn, s->dbi[DB_META], META_MAP_BYTES, v, 8)) != 0)
+        rc = fail_lmdb(s, rc, "resize");
+    return write_end(s, txn, rc, "resize");
 }
 
 /* ------------------------------------------------------------- reads */

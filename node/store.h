@@ -42,7 +42,10 @@
  *                  larger map.
  *   -BEX_ENOSPC    the disk (or quota, or file size limit) refused a write.
  *   -BEX_EIO       the operating system reported an I/O error, or LMDB
- *                  declared the environment unusable (MDB_PANIC).
+ *                  declared the environment unusable (MDB_PANIC). LMDB
+ *                  also reports a write cut short as EIO, and a filling
+ *                  disk usually cuts the last write short: check free
+ *                  space on either code.
  *   -BEX_ECORRUPT  LMDB or the store found inconsistent data on disk.
  *
  * -BEX_ENOSPC, -BEX_EIO and -BEX_ECORRUPT are cleared only by store_close()
@@ -262,12 +265,20 @@ void store_close(struct store *s);
 int store_error(struct store *s, char *msg, size_t msg_size);
 
 /*
- * Sets the map size to new_map_bytes, which must exceed the current size, and
- * clears a sticky -BEX_EMAPFULL. Waits for a write in progress to finish;
- * refuses while any snapshot is open, because LMDB remaps the file.
+ * Sets the map size to new_map_bytes, which must exceed the current size,
+ * clears a sticky -BEX_EMAPFULL and records the new size in meta, so that a
+ * later store_open() uses the larger of it and opt->map_bytes. Waits for a
+ * write in progress to finish; refuses while any snapshot is open, because
+ * LMDB remaps the file.
  * -BEX_EINVAL   not larger than the current size, or above STORE_MAP_BYTES_MAX.
  * -BEX_ESTATE   a snapshot is open; end it and retry.
- * -BEX_ENOMEM, -BEX_EIO the remap failed; the store is then sticky -BEX_EIO.
+ * -BEX_ENOMEM   the larger map does not fit the address space; the old map
+ *               stays in use.
+ * -BEX_EIO      the old map could not be restored either: sticky, and reads
+ *               fail too.
+ * -BEX_ENOSPC, -BEX_EIO, -BEX_ECORRUPT: the store is sticky with this code
+ *               (nothing was changed), or the map was grown but recording
+ *               its size failed.
  */
 BEX_MUST_USE int store_resize(struct store *s, size_t new_map_bytes);
 
