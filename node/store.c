@@ -456,6 +456,8 @@ static int commit_txn(struct store *s, MDB_txn *txn, const struct store_block *b
         (rc = put_receipts(s, txn, b, what)) != 0 || (rc = put_writes(s, txn, b, what)) != 0 ||
         (rc = put_history(s, txn, b, what)) != 0 || (rc = put_block_meta(s, txn, b, what)) != 0)
         return rc;
+    BEX_CHECK(meta_u64(txn, s->dbi[DB_META], META_HEIGHT, &last) == 0);
+    BEX_CHECK(last == b->height);
     return 0;
 }
 
@@ -1150,6 +1152,7 @@ int store_scan_state(struct store_read *r, struct store_kv *out, size_t cap, siz
         (*n)++;
     }
     mdb_cursor_close(c);
+    BEX_ASSERT(*n <= cap);
     return rc == MDB_NOTFOUND ? 0 : lmdb_code(rc);
 }
 
@@ -1203,6 +1206,7 @@ int store_scan_history(struct store_read *r, struct store_history_item *out, siz
         (*n)++;
     }
     mdb_cursor_close(c);
+    BEX_ASSERT(*n <= cap);
     return rc == MDB_NOTFOUND ? 0 : lmdb_code(rc);
 }
 
@@ -1248,5 +1252,6 @@ int store_scan_blocks(struct store_read *r, struct store_block_item *out, size_t
         (*n)++;
     }
     mdb_cursor_close(c);
+    BEX_ASSERT(*n <= cap);
     return rc == MDB_NOTFOUND ? 0 : lmdb_code(rc);
 }

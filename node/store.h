@@ -54,9 +54,10 @@
  * reports the sticky state and the message of the last failure.
  *
  * Durability. With the default options every write is on stable storage
- * (fdatasync) when its call returns. With no_sync, commits are atomic and
- * survive a crash of the process (the page cache keeps them) but not a crash
- * of the machine; meant for tests and benchmarks only.
+ * (fdatasync) when its call returns. With no_sync, commits stay atomic and
+ * survive a crash of the process (the page cache keeps them), but a crash of
+ * the machine may lose recent commits or corrupt the store: for tests and
+ * benchmarks only.
  *
  * One process per data directory: store_open() takes an exclusive lock on
  * the file "store.lock" in the directory and refuses a second opener, in
@@ -126,7 +127,9 @@ struct store_read;
 /*
  * Options of store_open(). A zeroed struct (or NULL) means the defaults: a
  * map of STORE_MAP_BYTES_DEFAULT, STORE_READERS_DEFAULT readers, durable
- * commits.
+ * commits. The map is the upper bound of the data file, not its size: LMDB
+ * grows the file as pages are written. A store once grown by store_resize()
+ * opens with the larger of that size and map_bytes.
  */
 struct store_options {
     size_t map_bytes;      /* 0 or STORE_MAP_BYTES_MIN..STORE_MAP_BYTES_MAX */

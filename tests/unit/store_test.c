@@ -596,7 +596,7 @@ static void store_scan_state_pages(void **state)
 {
     struct fx *f = *state;
     struct store_write w[40];
-    char keys[40][8];
+    char keys[40][16];
     struct store_kv kv[STORE_SCAN_MAX];
     struct store_read *r;
     size_t nw = 0, n;
