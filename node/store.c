@@ -448,9 +448,19 @@ static int commit_txn(struct store *s, MDB_txn *txn, const struct store_block *b
         return rc;
     if ((rc = meta_u64(txn, s->dbi[DB_META], META_HEIGHT, &last)) != 0)
         return fail(s, rc, "store: %s: cannot read meta height: %s", what, bex_strerror(rc));
-    if (b->height != last + 1)
-        return fail(s, -BEX_ESTATE, "store: %s: expected height %" PRIu64, what, last + 1);
     be64_put(hkey, b->height);
+    if (b->height == 0) {
+        /* Genesis: only as the very first block of an empty store. */
+        MDB_val k = val_of(hkey, 8), d;
+        int grc = mdb_get(txn, s->dbi[DB_BLOCKS], &k, &d);
+
+        if (grc == 0 || last != 0)
+            return fail(s, -BEX_ESTATE, "store: %s: genesis on a non-empty store", what);
+        if (grc != MDB_NOTFOUND)
+            return fail_lmdb(s, grc, what);
+    } else if (b->height != last + 1) {
+        return fail(s, -BEX_ESTATE, "store: %s: expected height %" PRIu64, what, last + 1);
+    }
     if ((rc = put_height_keyed(s, txn, DB_BLOCKS, hkey, b->record, b->record_len, what)) != 0 ||
         (rc = put_height_keyed(s, txn, DB_CERTS, hkey, b->cert, b->cert_len, what)) != 0 ||
         (rc = put_receipts(s, txn, b, what)) != 0 || (rc = put_writes(s, txn, b, what)) != 0 ||

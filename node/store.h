@@ -290,7 +290,9 @@ BEX_MUST_USE int store_resize(struct store *s, size_t new_map_bytes);
 /*
  * Commits block b and everything it changes in one write transaction, and
  * sets meta height, state root and last block hash to those of b. b->height
- * must be the current height plus one (the first block has height 1).
+ * must be the current height plus one (the first block has height 1), or
+ * 0 for the genesis block, which only an empty store accepts; then the
+ * first regular block has height 1 as before.
  * -BEX_EINVAL   NULL or malformed input (a NULL pointer with a length, an
  *               empty key, name or record).
  * -BEX_ELIMIT   a length or count above its STORE_*_MAX, or the block needs
