@@ -138,7 +138,8 @@ static int connect_to(struct httpc_response *resp, int *out, const struct url *u
         return fail(resp, -BEX_EIO, "resolve %s: %s", u->host, gai_strerror(e));
     fail(resp, -BEX_EIO, "connect %s:%s: no address", u->host, u->port);
     for (struct addrinfo *a = ai; a; a = a->ai_next) {
-        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        int type = a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC;
+        int fd = socket(a->ai_family, type, a->ai_protocol);
         if (fd < 0) {
             rc = fail(resp, -BEX_EIO, "socket: %s", strerror(errno));
             continue;

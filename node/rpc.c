@@ -19,6 +19,7 @@
 
 #include <http_parser.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -422,11 +423,12 @@ static void exchange_finish(struct rpc_exchange *ex)
     struct rpc *r = ex->conn->rpc;
     json_t *out = NULL;
     char *body = NULL;
+    int status = 200;
 
     BEX_ASSERT(ex->pending == 0);
     BEX_ASSERT(!ex->ready);
     if (ex->conn->state == CONN_CLOSED) {
-        ex->ready = true;
+        ex->ready = true; /* nobody to send it to; freed with the connection */
         return;
     }
     if (ex->batch) {
@@ -434,39 +436,33 @@ static void exchange_finish(struct rpc_exchange *ex)
         for (size_t i = 0; out && i < ex->calls_len; i++)
             if (ex->calls[i].response)
                 json_array_append(out, ex->calls[i].response);
-        if (out && json_array_size(out) == 0) {
-            json_decref(out);
-            out = NULL;
-        }
     } else if (ex->calls_len == 1 && ex->calls[0].response) {
         out = json_incref(ex->calls[0].response);
     }
+    if (!out || (json_is_array(out) && json_array_size(out) == 0)) {
+        status = 204; /* only notifications: nothing to answer */
+    } else if ((body = json_dumps(out, JSON_COMPACT)) && strlen(body) > r->cfg.response_bytes_max) {
+        char msg[MESSAGE_BYTES];
+        snprintf(msg, sizeof(msg), "internal error: response of %zu bytes exceeds %zu",
+                 strlen(body), r->cfg.response_bytes_max);
+        free(body);
+        json_decref(out);
+        /* The id is still valid here: ex->json is released below. */
+        out = response_object(ex->batch ? NULL : ex->calls[0].id, "error",
+                              error_object(RPC_INTERNAL_ERROR, msg, NULL));
+        body = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    }
+    if (status == 200 && !body)
+        status = 500;
+    json_decref(out);
     for (size_t i = 0; i < ex->calls_len; i++) {
         json_decref(ex->calls[i].response);
         ex->calls[i].response = NULL;
     }
     json_decref(ex->json);
     ex->json = NULL;
-    if (!out) {
-        exchange_ready(ex, 204, NULL, NULL, 0);
-        return;
-    }
-    body = json_dumps(out, JSON_COMPACT);
-    json_decref(out);
-    if (body && strlen(body) > r->cfg.response_bytes_max) {
-        char msg[MESSAGE_BYTES];
-        snprintf(msg, sizeof(msg), "internal error: response of %zu bytes exceeds %zu",
-                 strlen(body), r->cfg.response_bytes_max);
-        free(body);
-        out = response_object(NULL, "error", error_object(RPC_INTERNAL_ERROR, msg, NULL));
-        body = out ? json_dumps(out, JSON_COMPACT) : NULL;
-        json_decref(out);
-    }
-    if (!body) {
-        exchange_ready(ex, 500, "application/json", NULL, 0);
-        return;
-    }
-    exchange_ready(ex, 200, "application/json", body, strlen(body));
+    exchange_ready(ex, status, status == 204 ? NULL : "application/json", body,
+                   body ? strlen(body) : 0);
 }
 
 /* ---- calls ---- */
@@ -476,7 +472,8 @@ static void call_answer(struct rpc_call *call, json_t *response, bool ok)
     struct rpc_exchange *ex = call->ex;
     struct rpc_conn *c = ex->conn;
 
-    BEX_ASSERT(call->state == CALL_HANDLER || call->state == CALL_DEFERRED || call->state == CALL_NEW);
+    BEX_ASSERT(call->state == CALL_NEW || call->state == CALL_HANDLER ||
+               call->state == CALL_DEFERRED);
     BEX_ASSERT(ex->pending > 0);
     if (call->state == CALL_DEFERRED)
         deferred_add(c, -1);
@@ -850,13 +847,6 @@ static int on_headers_complete(http_parser *p)
     /* content_length is ULLONG_MAX when the request has no Content-Length. */
     if (p->content_length != UINT64_MAX && p->content_length > r->cfg.body_bytes_max)
         return reject(c, 413, "request body too large");
-    if (c->route == ROUTE_RPC && p->content_length != UINT64_MAX && p->content_length > c->body_cap) {
-        char *b = realloc(c->body, (size_t)p->content_length);
-        if (!b)
-            return reject(c, 500, "out of memory");
-        c->body = b;
-        c->body_cap = (size_t)p->content_length;
-    }
     /* The interim response may only go out when it cannot overtake the
      * response to an earlier pipelined request. */
     if (c->expect_continue && !c->ex_head && c->writes == 0)
@@ -871,6 +861,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
 
     if (len > max - c->body_len)
         return reject(c, 413, "request body too large");
+    /* The buffer grows with the bytes that arrive, not with what
+     * Content-Length promises, so idle clients cost no body memory. */
     if (c->route == ROUTE_RPC) {
         if (c->body_len + len > c->body_cap) {
             size_t cap = c->body_cap ? c->body_cap * 2 : 4096;
@@ -1258,7 +1250,9 @@ static void on_overflow_closed(uv_handle_t *h)
     free(h);
 }
 
-/* Past every limit: accept and close at once, holding nothing. */
+/* Past every limit (or out of memory): accept and close at once, holding
+ * nothing. A connection must be accepted in the callback, or libuv stops
+ * watching the listener; only if even this allocation fails is it left. */
 static void refuse_hard(struct rpc *r)
 {
     uv_tcp_t *t = malloc(sizeof(*t));
@@ -1291,6 +1285,7 @@ static void on_connection(uv_stream_t *server, int status)
     c->rpc = r;
     c->tcp.data = c;
     c->timer.data = c;
+    /* Neither init can fail on Unix: no socket is created before accept. */
     (void)uv_tcp_init(r->loop, &c->tcp);
     (void)uv_timer_init(r->loop, &c->timer);
     c->handles = 2;
@@ -1313,13 +1308,11 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     (void)uv_tcp_nodelay(&c->tcp, 1);
-    if (refuse) {
-        exchange_http_error(c, 503, "too many connections", true, NULL);
-        conn_read(c, true);
-        return;
-    }
     conn_read(c, true);
-    conn_settle(c);
+    if (refuse)
+        exchange_http_error(c, 503, "too many connections", true, NULL);
+    else
+        conn_settle(c);
 }
 
 /* ---- lifecycle ---- */
@@ -1373,6 +1366,12 @@ int rpc_init(struct rpc *r, uv_loop_t *loop, const struct rpc_config *cfg)
                                                : ((struct sockaddr_in *)&addr)->sin_port);
     if ((rc = metrics_setup(r)) != 0)
         goto fail;
+    /* libuv writes with write(2): a client that resets its connection would
+     * otherwise kill the node with SIGPIPE. A handler the process installed
+     * itself is left alone. */
+    struct sigaction old;
+    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
+        signal(SIGPIPE, SIG_IGN);
     return 0;
 fail:
     return rc;

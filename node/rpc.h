@@ -27,7 +27,8 @@
  *                                          read until one is answered
  * After a final response the server shuts down its side and reads until the
  * client closes or RPC_LINGER_MS pass, so the client sees the response rather
- * than a reset.
+ * than a reset. A client that closes its side (EOF, a half-close included)
+ * is gone: its waiting calls are cancelled and its unsent responses dropped.
  *
  * JSON-RPC 2.0 exactly: "jsonrpc" must be "2.0"; "method" a string; "id" a
  * string, number or null (absent: a notification, which runs but gets no
@@ -189,6 +190,9 @@ struct rpc {
  * why), BEX_EEXIST (cfg->metrics already holds the bex_rpc_* families),
  * BEX_ENOMEM.
  *
+ * A successful rpc_init() sets SIGPIPE to SIG_IGN when it is still SIG_DFL,
+ * so a client resetting its connection cannot kill the process.
+ *
  * Whether rpc_init() succeeded or not, call rpc_close() once; it accepts a
  * zeroed or half-built server. rpc_close() cancels every deferred call (each
  * cancel callback runs before it returns), stops accepting and closes every
@@ -196,8 +200,7 @@ struct rpc {
  * place until rpc_closed() is true (run the loop, e.g. uv_run(loop,
  * UV_RUN_DEFAULT) after closing everything else).
  */
-BEX_MUST_USE int rpc_init(struct rpc *r, uv_loop_t *loop, const struct rpc_config *cfg);
-void rpc_close(struct rpc *r);
+BEX_MUST_USE int rpc_init(struct rpc *r, uv_loop_t *loop, const struct rpc_config *cfg);void rpc_close(struct rpc *r);
 bool rpc_closed(const struct rpc *r);
 
 /* The bound port (the one the OS picked when cfg->port was 0). */

@@ -15,6 +15,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1260,6 +1261,7 @@ static void rpc_response_over_limit_is_internal_error(void **state)
     server_start(NULL);
     json_t *j = call_ok("{\"jsonrpc\":\"2.0\",\"method\":\"big\",\"id\":1}");
     assert_error(j, RPC_INTERNAL_ERROR, "exceeds 65536");
+    assert_int_equal(json_integer_value(json_object_get(j, "id")), 1);
     json_decref(j);
     server_stop();
 }
@@ -1304,9 +1306,14 @@ static void rpc_init_refuses_bad_config(void **state)
     assert_int_equal(rpc_init(&a, &loop, &cfg), -BEX_EINVAL);
     rpc_close(&a);
 
-    /* A port in use: the second server fails with BEX_EIO and says why. */
+    /* A port in use: the second server fails with BEX_EIO and says why.
+     * The first one also stops SIGPIPE from killing the process. */
     test_config(&cfg);
+    struct sigaction sa;
+    signal(SIGPIPE, SIG_DFL);
     assert_int_equal(rpc_init(&a, &loop, &cfg), 0);
+    assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
+    assert_true(sa.sa_handler == SIG_IGN);
     cfg.port = rpc_port(&a);
     assert_int_equal(rpc_init(&b, &loop, &cfg), -BEX_EIO);
     assert_non_null(strstr(rpc_errmsg(&b), "address already in use"));
