@@ -1447,20 +1447,25 @@ static int param_fail(struct rpc_call *call, const char *name, const char *fmt, 
     return -BEX_EINVAL;
 }
 
+/* Answers a call whose params came as an array, naming the first parameter
+ * the handler looked for. */
+static int positional_fail(struct rpc_call *call, const char *name)
+{
+    char msg[MESSAGE_BYTES];
+    snprintf(msg, sizeof(msg),
+             "invalid params: parameters go by name in an object, not by position "
+             "(expected '%.64s')", name);
+    rpc_reply_error(call, RPC_INVALID_PARAMS, msg, json_pack("{s:o}", "param", text_json(name)));
+    return -BEX_EINVAL;
+}
+
 /* Finds a parameter; *out is NULL when it is absent (or null) and optional. */
 static int param_get(struct rpc_call *call, const json_t **out, const json_t *params,
                      const char *name, enum rpc_need need)
 {
     *out = NULL;
-    if (params && !json_is_object(params)) {
-        char msg[MESSAGE_BYTES];
-        snprintf(msg, sizeof(msg),
-                 "invalid params: parameters go by name in an object, not by position "
-                 "(expected '%.64s')", name);
-        rpc_reply_error(call, RPC_INVALID_PARAMS, msg,
-                        json_pack("{s:o}", "param", text_json(name)));
-        return -BEX_EINVAL;
-    }
+    if (params && !json_is_object(params))
+        return positional_fail(call, name);
     const json_t *v = params ? json_object_get(params, name) : NULL;
     if (!v || json_is_null(v)) {
         if (need == RPC_REQUIRED)
@@ -1600,12 +1605,11 @@ int rpc_params_only(struct rpc_call *call, const json_t *params, const char *con
 {
     const char *key;
     json_t *v;
-    const json_t *unused;
 
     if (!params)
         return 0;
     if (!json_is_object(params))
-        return param_get(call, &unused, params, names_len ? names[0] : "", RPC_OPTIONAL);
+        return positional_fail(call, names_len ? names[0] : "");
     json_object_foreach((json_t *)params, key, v) {
         bool known = false;
         for (size_t i = 0; i < names_len && !known; i++)

@@ -38,7 +38,7 @@ struct server {
     struct metrics *metrics;
     struct metrics_family *events, *rejected, *latency;
     pthread_t thread;
-    bool running;
+    bool inited, running;
     uint16_t port;
     atomic_int notes;
     atomic_int holds;
@@ -49,7 +49,9 @@ struct server {
 
 static struct server S;
 
-/* ---- methods the tests call (they run on the loop thread) ---- */
+/* ---- methods the tests call ----
+ * They run on the loop thread, where a cmocka assertion cannot unwind: they
+ * check with BEX_ASSERT, which aborts the binary (a reported failure). */
 
 static void m_echo(struct rpc_call *call, const json_t *params, void *ud)
 {
@@ -98,6 +100,7 @@ static void m_note(struct rpc_call *call, const json_t *params, void *ud)
 {
     (void)params;
     (void)ud;
+    BEX_ASSERT(strcmp(rpc_call_method(call), "note") == 0);
     atomic_fetch_add(&S.notes, 1);
     rpc_reply(call, json_true());
 }
@@ -123,7 +126,7 @@ static void sleeper_fire(uv_timer_t *t)
 static void sleeper_cancel(struct rpc_call *call, void *ud)
 {
     struct sleeper *sl = ud;
-    assert_ptr_equal(call, sl->call);
+    BEX_ASSERT(call == sl->call);
     atomic_fetch_add(&S.cancels, 1);
     uv_timer_stop(&sl->timer);
     uv_close((uv_handle_t *)&sl->timer, sleeper_closed);
@@ -137,7 +140,7 @@ static void m_sleep(struct rpc_call *call, const json_t *params, void *ud)
     if (rpc_param_uint64(call, &ms, params, "ms", RPC_REQUIRED) != 0)
         return;
     struct sleeper *sl = calloc(1, sizeof(*sl));
-    assert_non_null(sl);
+    BEX_ASSERT(sl != NULL);
     if (rpc_defer(call, sleeper_cancel, sl) != 0) {
         atomic_fetch_add(&S.defer_refused, 1);
         free(sl);
@@ -146,8 +149,8 @@ static void m_sleep(struct rpc_call *call, const json_t *params, void *ud)
     sl->call = call;
     sl->ms = ms;
     sl->timer.data = sl;
-    assert_int_equal(uv_timer_init(&S.loop, &sl->timer), 0);
-    assert_int_equal(uv_timer_start(&sl->timer, sleeper_fire, ms, 0), 0);
+    BEX_ASSERT(uv_timer_init(&S.loop, &sl->timer) == 0);
+    BEX_ASSERT(uv_timer_start(&sl->timer, sleeper_fire, ms, 0) == 0);
 }
 
 static void hold_cancel(struct rpc_call *call, void *ud)
@@ -174,7 +177,7 @@ static void m_big(struct rpc_call *call, const json_t *params, void *ud)
     (void)params;
     (void)ud;
     char *s = malloc(100000);
-    assert_non_null(s);
+    BEX_ASSERT(s != NULL);
     memset(s, 'x', 99999);
     s[99999] = '\0';
     rpc_reply(call, json_string(s));
@@ -229,6 +232,7 @@ static void server_init(const struct rpc_config *base)
     memset(&S, 0, sizeof(S));
     atomic_store(&S.health_ok, 1);
     assert_int_equal(uv_loop_init(&S.loop), 0);
+    S.inited = true;
     assert_int_equal(metrics_new(&S.metrics), 0);
     if (base)
         cfg = *base;
@@ -278,14 +282,28 @@ static void server_start(const struct rpc_config *base)
 
 static void server_stop(void)
 {
+    S.inited = false;
     if (S.running) {
         uv_async_send(&S.stop);
         pthread_join(S.thread, NULL);
         S.running = false;
     }
-    assert_true(rpc_closed(&S.rpc));
+    if (!rpc_closed(&S.rpc)) {
+        rpc_close(&S.rpc);
+        uv_run(&S.loop, UV_RUN_DEFAULT);
+    }
     assert_int_equal(uv_loop_close(&S.loop), 0);
     metrics_free(S.metrics);
+}
+
+/* Stops a server that a failed test left running, so the next test starts
+ * clean and reports on its own. */
+static int teardown(void **state)
+{
+    (void)state;
+    if (S.inited)
+        server_stop();
+    return 0;
 }
 
 /* ---- client helpers ---- */
@@ -1333,35 +1351,35 @@ static void rpc_init_refuses_bad_config(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(rpc_call_succeeds),
-        cmocka_unit_test(rpc_curl_call_succeeds),
-        cmocka_unit_test(rpc_keep_alive_serves_two_requests),
-        cmocka_unit_test(rpc_pipelined_requests_answer_in_order),
-        cmocka_unit_test(rpc_pipeline_backpressure_keeps_order),
-        cmocka_unit_test(rpc_batch_answers_each_member),
-        cmocka_unit_test(rpc_notification_gets_no_response),
-        cmocka_unit_test(rpc_malformed_json_is_parse_error),
-        cmocka_unit_test(rpc_wrong_version_is_invalid_request),
-        cmocka_unit_test(rpc_unknown_method_is_not_found),
-        cmocka_unit_test(rpc_wrong_param_types_name_the_param),
-        cmocka_unit_test(rpc_body_over_limit_is_413),
-        cmocka_unit_test(rpc_half_sent_request_times_out),
-        cmocka_unit_test(rpc_idle_connection_is_closed),
-        cmocka_unit_test(rpc_too_many_connections_are_refused),
-        cmocka_unit_test(rpc_deep_nesting_is_refused),
-        cmocka_unit_test(rpc_health_reports_ok_and_unavailable),
-        cmocka_unit_test(rpc_metrics_text_parses),
-        cmocka_unit_test(rpc_deferred_reply_completes_later),
-        cmocka_unit_test(rpc_deferred_call_of_vanished_client_is_cancelled),
-        cmocka_unit_test(rpc_deferred_calls_are_bounded),
-        cmocka_unit_test(rpc_wrong_path_and_method),
-        cmocka_unit_test(rpc_malformed_http_is_400_and_closed),
-        cmocka_unit_test(rpc_headers_over_limit_are_431),
-        cmocka_unit_test(rpc_expect_continue_is_honoured),
-        cmocka_unit_test(rpc_connection_close_is_respected),
-        cmocka_unit_test(rpc_response_over_limit_is_internal_error),
-        cmocka_unit_test(rpc_close_cancels_deferred_calls),
-        cmocka_unit_test(rpc_init_refuses_bad_config),
+        cmocka_unit_test_teardown(rpc_call_succeeds, teardown),
+        cmocka_unit_test_teardown(rpc_curl_call_succeeds, teardown),
+        cmocka_unit_test_teardown(rpc_keep_alive_serves_two_requests, teardown),
+        cmocka_unit_test_teardown(rpc_pipelined_requests_answer_in_order, teardown),
+        cmocka_unit_test_teardown(rpc_pipeline_backpressure_keeps_order, teardown),
+        cmocka_unit_test_teardown(rpc_batch_answers_each_member, teardown),
+        cmocka_unit_test_teardown(rpc_notification_gets_no_response, teardown),
+        cmocka_unit_test_teardown(rpc_malformed_json_is_parse_error, teardown),
+        cmocka_unit_test_teardown(rpc_wrong_version_is_invalid_request, teardown),
+        cmocka_unit_test_teardown(rpc_unknown_method_is_not_found, teardown),
+        cmocka_unit_test_teardown(rpc_wrong_param_types_name_the_param, teardown),
+        cmocka_unit_test_teardown(rpc_body_over_limit_is_413, teardown),
+        cmocka_unit_test_teardown(rpc_half_sent_request_times_out, teardown),
+        cmocka_unit_test_teardown(rpc_idle_connection_is_closed, teardown),
+        cmocka_unit_test_teardown(rpc_too_many_connections_are_refused, teardown),
+        cmocka_unit_test_teardown(rpc_deep_nesting_is_refused, teardown),
+        cmocka_unit_test_teardown(rpc_health_reports_ok_and_unavailable, teardown),
+        cmocka_unit_test_teardown(rpc_metrics_text_parses, teardown),
+        cmocka_unit_test_teardown(rpc_deferred_reply_completes_later, teardown),
+        cmocka_unit_test_teardown(rpc_deferred_call_of_vanished_client_is_cancelled, teardown),
+        cmocka_unit_test_teardown(rpc_deferred_calls_are_bounded, teardown),
+        cmocka_unit_test_teardown(rpc_wrong_path_and_method, teardown),
+        cmocka_unit_test_teardown(rpc_malformed_http_is_400_and_closed, teardown),
+        cmocka_unit_test_teardown(rpc_headers_over_limit_are_431, teardown),
+        cmocka_unit_test_teardown(rpc_expect_continue_is_honoured, teardown),
+        cmocka_unit_test_teardown(rpc_connection_close_is_respected, teardown),
+        cmocka_unit_test_teardown(rpc_response_over_limit_is_internal_error, teardown),
+        cmocka_unit_test_teardown(rpc_close_cancels_deferred_calls, teardown),
+        cmocka_unit_test_teardown(rpc_init_refuses_bad_config, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
