@@ -520,8 +520,9 @@ static int run_method(struct exec *e, struct txrun *t)
                  (unsigned long long)c->budget);
         return 0;
     }
-    if (rc > 0 || rc <= -BEX_E_COUNT)
-        rc = -BEX_ESTATE;
+    /* Methods return 0 or a negative receipt code; anything else is a bug. */
+    BEX_ASSERT(rc <= 0);
+    BEX_ASSERT(rc > -BEX_E_COUNT);
     t->code = -rc;
     if (rc != 0) {
         snprintf(t->message, sizeof(t->message), "%s", c->message[0] ? c->message : bex_strerror(rc));

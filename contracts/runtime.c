@@ -315,8 +315,10 @@ static int emit(struct merge *m, const char *key, size_t key_len, const uint8_t 
     if (rc != 0)
         return rc;
     rc = m->fn(m->user, key, key_len, val, val_len);
-    if (rc == 1)
+    if (rc == 1) {
         m->stopped = true;
+        return 0;
+    }
     return rc;
 }
 
@@ -351,13 +353,13 @@ static int merge_cb(void *user, const char *key, size_t key_len, const uint8_t *
     struct merge *m = user;
     bool shadowed;
     int rc = drain(m, key, key_len, &shadowed);
-    if (rc == 0 && m->stopped)
-        return 1;
-    if (rc == 0)
+    if (rc == 0 && !m->stopped)
         rc = shadowed ? contract__charge(m->c, CONTRACT_COST_ITER) : emit(m, key, key_len, val, val_len);
-    if (rc < 0)
+    if (rc < 0) {
         m->cb_rc = rc;
-    return rc;
+        return rc;
+    }
+    return m->stopped ? 1 : 0;
 }
 
 static size_t layer_start(const struct overlay *o, const char *prefix, size_t prefix_len, const char *after,
