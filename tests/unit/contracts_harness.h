@@ -2,9 +2,9 @@
  * contracts_harness.h: a chain of four agencies over a memstore, for the
  * contract tests. Included (static functions) by each contracts_*_test.c.
  *
- * Keys are well-formed 33-byte compressed keys derived from names; the
- * runtime never verifies signatures (the node does), so the signature bytes
- * are zeros. Agencies:
+ * Keys are real secp256k1 keys derived from names (h_seckey); the runtime
+ * never verifies signatures (the node does), so the signature bytes are
+ * zeros. Agencies:
  *   0 city.traffic  roles traffic      officers 3, threshold 2
  *   1 city.police   roles police       officers 2, threshold 1
  *   2 state.health  roles health       officers 2, threshold 2
@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include <openssl/sha.h>
+#include <secp256k1.h>
 
 #include "bex.h"
 #include "bex.pb-c.h"
@@ -77,12 +78,32 @@ struct harness {
     size_t last_writes;
 };
 
-H_FN void h_key(uint8_t out[CONTRACT_PUBKEY_BYTES], const char *name, int i)
+/* The deterministic secret key of a harness key (name, i). */
+H_FN void h_seckey(uint8_t out[32], const char *name, int i)
 {
     char buf[128];
     snprintf(buf, sizeof(buf), "%s#%d", name, i);
-    out[0] = 0x02;
-    SHA256((const uint8_t *)buf, strlen(buf), out + 1);
+    SHA256((const uint8_t *)buf, strlen(buf), out);
+}
+
+H_FN secp256k1_context *h_secp(void)
+{
+    static secp256k1_context *ctx;
+    if (!ctx)
+        ctx = secp256k1_context_create(SECP256K1_CONTEXT_SIGN);
+    assert_non_null(ctx);
+    return ctx;
+}
+
+/* A real compressed secp256k1 public key for (name, i). */
+H_FN void h_key(uint8_t out[CONTRACT_PUBKEY_BYTES], const char *name, int i)
+{
+    uint8_t sk[32];
+    secp256k1_pubkey pk;
+    size_t n = CONTRACT_PUBKEY_BYTES;
+    h_seckey(sk, name, i);
+    assert_int_equal(secp256k1_ec_pubkey_create(h_secp(), &pk, sk), 1);
+    assert_int_equal(secp256k1_ec_pubkey_serialize(h_secp(), out, &n, &pk, SECP256K1_EC_COMPRESSED), 1);
 }
 
 H_FN void h_agency_msg(Bex__Agency *m, const struct h_agency *a, ProtobufCBinaryData *keys, char **roles)
