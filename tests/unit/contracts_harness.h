@@ -218,7 +218,8 @@ H_FN void h_queue_nonce(struct harness *h, int agency, unsigned sigs, const char
     Bex__Signature *sigp[4];
     size_t n = 0;
     for (int k = 0; k < 4; k++) {
-        if (!(sigs & (1u << k)))
+        /* Officers an agency does not have simply do not sign. */
+        if (!(sigs & (1u << k)) || (k < 3 && (size_t)k >= a->officer_count))
             continue;
         const uint8_t *pk = k == 3 ? a->node : a->officers[k];
         bex__signature__init(&sig[n]);
