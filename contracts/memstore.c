@@ -1,0 +1,209 @@
+/*
+ * memstore.c: committed state in memory, a sorted array of keys, for the
+ * tests, the simulator and the fuzzers. It implements struct exec_store.
+ */
+#include "contract.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct mem_entry {
+    char *key;
+    size_t key_len;
+    uint8_t *val;
+    size_t val_len;
+};
+
+struct memstore {
+    struct mem_entry *v;
+    size_t count, cap;
+    size_t bytes;
+    size_t entries_max;
+    size_t bytes_max;
+};
+
+static int keycmp(const char *a, size_t alen, const char *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int r = memcmp(a, b, n);
+    if (r != 0)
+        return r;
+    return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+/* Index of the first entry >= key; *found tells whether it equals key. */
+static size_t lower_bound(const struct memstore *m, const char *key, size_t key_len, bool *found)
+{
+    size_t lo = 0, hi = m->count;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (keycmp(m->v[mid].key, m->v[mid].key_len, key, key_len) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = lo < m->count && keycmp(m->v[lo].key, m->v[lo].key_len, key, key_len) == 0;
+    return lo;
+}
+
+int memstore_new(struct memstore **out, size_t entries_max, size_t bytes_max)
+{
+    *out = NULL;
+    if (entries_max == 0 || bytes_max == 0)
+        return -BEX_EINVAL;
+    struct memstore *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -BEX_ENOMEM;
+    m->entries_max = entries_max;
+    m->bytes_max = bytes_max;
+    *out = m;
+    return 0;
+}
+
+void memstore_free(struct memstore *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->count; i++) {
+        free(m->v[i].key);
+        free(m->v[i].val);
+    }
+    free(m->v);
+    free(m);
+}
+
+size_t memstore_count(const struct memstore *m)
+{
+    return m->count;
+}
+
+static int mem_get(void *user, const char *key, size_t key_len, const uint8_t **val, size_t *val_len)
+{
+    struct memstore *m = user;
+    bool found;
+    size_t i = lower_bound(m, key, key_len, &found);
+    if (!found)
+        return -BEX_ENOTFOUND;
+    *val = m->v[i].val;
+    *val_len = m->v[i].val_len;
+    return 0;
+}
+
+static int mem_iter(void *user, const char *prefix, size_t prefix_len, const char *after, size_t after_len,
+                    exec_iter_fn fn, void *fn_user)
+{
+    struct memstore *m = user;
+    bool found;
+    size_t i;
+    if (after_len > 0 && keycmp(after, after_len, prefix, prefix_len) >= 0) {
+        i = lower_bound(m, after, after_len, &found);
+        if (found)
+            i++;
+    } else {
+        i = lower_bound(m, prefix, prefix_len, &found);
+    }
+    for (; i < m->count; i++) {
+        const struct mem_entry *en = &m->v[i];
+        if (en->key_len < prefix_len || memcmp(en->key, prefix, prefix_len) != 0)
+            break;
+        int rc = fn(fn_user, en->key, en->key_len, en->val, en->val_len);
+        if (rc == 1)
+            return 0;
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+void memstore_store(struct memstore *m, struct exec_store *out)
+{
+    out->user = m;
+    out->get = mem_get;
+    out->iter = mem_iter;
+}
+
+static int put(struct memstore *m, const struct exec_write *w)
+{
+    bool found;
+    size_t i = lower_bound(m, w->key, w->key_len, &found);
+    uint8_t *val = malloc(w->val_len + 1);
+    if (!val)
+        return -BEX_ENOMEM;
+    memcpy(val, w->val, w->val_len);
+    if (found) {
+        m->bytes = m->bytes - m->v[i].val_len + w->val_len;
+        free(m->v[i].val);
+        m->v[i].val = val;
+        m->v[i].val_len = w->val_len;
+        return 0;
+    }
+    if (m->count == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 256;
+        struct mem_entry *v = realloc(m->v, cap * sizeof(*v));
+        if (!v) {
+            free(val);
+            return -BEX_ENOMEM;
+        }
+        m->v = v;
+        m->cap = cap;
+    }
+    char *key = malloc(w->key_len + 1);
+    if (!key) {
+        free(val);
+        return -BEX_ENOMEM;
+    }
+    memcpy(key, w->key, w->key_len);
+    key[w->key_len] = '\0';
+    memmove(&m->v[i + 1], &m->v[i], (m->count - i) * sizeof(m->v[0]));
+    m->v[i] = (struct mem_entry){.key = key, .key_len = w->key_len, .val = val, .val_len = w->val_len};
+    m->count++;
+    m->bytes += w->key_len + w->val_len;
+    return 0;
+}
+
+static void del(struct memstore *m, const struct exec_write *w)
+{
+    bool found;
+    size_t i = lower_bound(m, w->key, w->key_len, &found);
+    if (!found)
+        return;
+    m->bytes -= m->v[i].key_len + m->v[i].val_len;
+    free(m->v[i].key);
+    free(m->v[i].val);
+    memmove(&m->v[i], &m->v[i + 1], (m->count - i - 1) * sizeof(m->v[0]));
+    m->count--;
+}
+
+int memstore_apply(struct memstore *m, const struct exec_output *out)
+{
+    /* A dry run first, so that a write set over the bounds changes nothing. */
+    size_t count = m->count, bytes = m->bytes;
+    for (size_t k = 0; k < out->write_count; k++) {
+        const struct exec_write *w = &out->writes[k];
+        bool found;
+        size_t i = lower_bound(m, w->key, w->key_len, &found);
+        if (found) {
+            bytes -= m->v[i].key_len + m->v[i].val_len;
+            count--;
+        }
+        if (!w->del) {
+            bytes += w->key_len + w->val_len;
+            count++;
+        }
+    }
+    if (count > m->entries_max || bytes > m->bytes_max)
+        return -BEX_EFULL;
+    for (size_t k = 0; k < out->write_count; k++) {
+        const struct exec_write *w = &out->writes[k];
+        if (w->del) {
+            del(m, w);
+            continue;
+        }
+        int rc = put(m, w);
+        if (rc != 0)
+            return rc;
+    }
+    BEX_ASSERT(m->count == count);
+    BEX_ASSERT(m->bytes == bytes);
+    return 0;
+}
