@@ -152,7 +152,6 @@ void pbft__start_view_change(struct pbft *p, uint64_t view, struct pbft_actions 
 int pbft__on_view_change(struct pbft *p, const struct pbft_view_change *vc,
                          struct pbft_actions *out);
 int pbft__on_new_view(struct pbft *p, const struct pbft_new_view *nv, struct pbft_actions *out);
-uint32_t pbft__count_view_changes(const struct pbft *p, uint64_t view);
 int pbft__restore_new_view(struct pbft *p, const struct pbft_new_view *nv);
 void pbft__view_tick(struct pbft *p, struct pbft_actions *out);
 

@@ -300,6 +300,9 @@ static void restore_view(struct pbft *p, uint64_t view, bool installed)
     } else if (view == p->view && installed) {
         p->active = true;
     }
+    /* Our NEW-VIEW only matters while its view is the current one. */
+    if (p->nv_present && p->nv.view != p->view)
+        p->nv_present = false;
     BEX_ASSERT(p->view >= view);
 }
 

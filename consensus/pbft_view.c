@@ -23,14 +23,34 @@ struct o_set {
     uint8_t digests[PBFT_WINDOW_MAX][PBFT_DIGEST_BYTES];
 };
 
-uint32_t pbft__count_view_changes(const struct pbft *p, uint64_t view)
+/* VIEW-CHANGEs for exactly view, or for view and later ones. */
+static uint32_t count_view_changes(const struct pbft *p, uint64_t view, bool or_later)
 {
     uint32_t n = 0;
 
-    for (uint32_t r = 0; r < p->cfg.n; r++)
-        n += p->vc_present[r] && p->vcs[r].new_view == view;
+    for (uint32_t r = 0; r < p->cfg.n; r++) {
+        if (!p->vc_present[r])
+            continue;
+        n += p->vcs[r].new_view == view || (or_later && p->vcs[r].new_view > view);
+    }
     BEX_ASSERT(n <= p->cfg.n);
     return n;
+}
+
+/*
+ * TOCS'02 4.5.2: a replica changing views runs its timer only once q
+ * replicas want to leave the old view. A VIEW-CHANGE for a later view
+ * counts too: its sender gave up on every view below it, and a slot keeps
+ * only a replica's latest VIEW-CHANGE.
+ */
+static void maybe_start_timer(struct pbft *p)
+{
+    BEX_ASSERT(!p->active);
+    if (p->timer_on || count_view_changes(p, p->view, true) < p->q)
+        return;
+    p->timer_on = true;
+    p->timer_deadline_ms = p->now_ms + pbft__timeout(p);
+    BEX_ASSERT(p->timer_deadline_ms >= p->now_ms);
 }
 
 /*
@@ -190,6 +210,7 @@ static void install(struct pbft *p, uint64_t view, const struct pbft_checkpoint_
     BEX_ASSERT(max_s >= min_proof->seq);
     p->view = view;
     p->active = true;
+    p->nv_present = false;
     p->timer_on = false;
     p->stats.new_views++;
     if (min_proof->seq > p->stable.seq)
@@ -242,7 +263,7 @@ static void try_new_view(struct pbft *p, struct pbft_actions *out)
         return;
     BEX_ASSERT(p->vc_present[self]);
     BEX_ASSERT(p->vcs[self].new_view == p->view);
-    if (pbft__count_view_changes(p, p->view) < p->q)
+    if (count_view_changes(p, p->view, false) < p->q)
         return;
     memset(nv, 0, sizeof(*nv));
     nv->view = p->view;
@@ -267,7 +288,6 @@ static void try_new_view(struct pbft *p, struct pbft_actions *out)
     nv->replica = self;
     pbft_new_view_digest(&p->cfg, nv, h);
     p->cfg.crypto.sign(p->cfg.crypto.ctx, h, nv->sig);
-    p->nv_present = true;
     a = pbft__push(p, out, PBFT_ACT_PERSIST);
     a->msg.type = PBFT_MSG_NEW_VIEW;
     a->msg.new_view = nv;
@@ -276,6 +296,7 @@ static void try_new_view(struct pbft *p, struct pbft_actions *out)
     a->msg.new_view = nv;
     install(p, nv->view, &nv->view_changes[o.min_index].stable, o.max_s, nv->pre_prepares,
             nv->pre_prepare_count, out);
+    p->nv_present = true;
 }
 
 void pbft__start_view_change(struct pbft *p, uint64_t view, struct pbft_actions *out)
@@ -323,10 +344,7 @@ void pbft__start_view_change(struct pbft *p, uint64_t view, struct pbft_actions 
     a = pbft__push(p, out, PBFT_ACT_VIEW_CHANGE);
     a->view = view;
     p->retransmit_at_ms = p->now_ms + p->cfg.retransmit_ms;
-    if (pbft__count_view_changes(p, view) >= p->q) {
-        p->timer_on = true;
-        p->timer_deadline_ms = p->now_ms + pbft__timeout(p);
-    }
+    maybe_start_timer(p);
     try_new_view(p, out);
 }
 
@@ -410,11 +428,8 @@ int pbft__on_view_change(struct pbft *p, const struct pbft_view_change *vc,
         pbft__offer_proof(p, &p->vcs[r].stable, out);
     if (join_higher_view(p, out))
         return 0;
-    if (!p->active && vc->new_view == p->view) {
-        if (!p->timer_on && pbft__count_view_changes(p, p->view) >= p->q) {
-            p->timer_on = true;
-            p->timer_deadline_ms = p->now_ms + pbft__timeout(p);
-        }
+    if (!p->active && vc->new_view >= p->view) {
+        maybe_start_timer(p);
         try_new_view(p, out);
     }
     return 0;
@@ -508,10 +523,7 @@ void pbft__view_tick(struct pbft *p, struct pbft_actions *out)
             return;
         }
     } else if (!p->timer_on) {
-        if (pbft__count_view_changes(p, p->view) >= p->q) {
-            p->timer_on = true;
-            p->timer_deadline_ms = p->now_ms + pbft__timeout(p);
-        }
+        maybe_start_timer(p);
         return;
     }
     if (p->now_ms >= p->timer_deadline_ms)
