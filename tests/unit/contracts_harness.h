@@ -277,7 +277,8 @@ H_FN const struct exec_output *h_block(struct harness *h)
         assert_int_equal(r->index, i);
         snprintf(hr->message, sizeof(hr->message), "%s", r->message);
         assert_true(r->result.len <= sizeof(hr->result));
-        memcpy(hr->result, r->result.data, r->result.len);
+        if (r->result.len > 0)
+            memcpy(hr->result, r->result.data, r->result.len);
         hr->result_len = r->result.len;
         memcpy(hr->tx_id, out->receipts[i].tx_id, CONTRACT_HASH_BYTES);
         bex__receipt__free_unpacked(r, NULL);
