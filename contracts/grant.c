@@ -189,6 +189,8 @@ static int write_indexes(struct contract_ctx *c, const Bex__Grant *g)
 static int save(struct contract_ctx *c, const Bex__Grant *g, const char *kind)
 {
     char key[CONTRACT_KEY_BYTES_MAX];
+    BEX_ASSERT(g->id > 0);
+    BEX_ASSERT(g->status != BEX__GRANT_STATUS__GRANT_STATUS_UNSPECIFIED);
     int rc = contract__key(key, "grant/g/%016llx", (unsigned long long)g->id);
     BEX_ASSERT(rc > 0);
     if ((rc = contract__put_msg(c, key, &g->base)) != 0 || (rc = contract__emit(c, kind, &g->base)) != 0)
@@ -262,6 +264,9 @@ static int grant_request(struct contract_ctx *c, const ProtobufCMessage *args)
         g.status = BEX__GRANT_STATUS__GRANT_PENDING;
         g.review_deadline_ms = c->time_ms + CONTRACT_REVIEW_PERIOD_MS;
     }
+    /* Whatever passed the checks above is shareable in a valid mode. */
+    BEX_ASSERT(r->share_type != BEX__SHARE_TYPE__SHARE_NONE);
+    BEX_ASSERT(g.mode == BEX__ACCESS_MODE__MODE_READ || g.mode == BEX__ACCESS_MODE__MODE_VERIFY);
     contract__detail(c, "grant %llu %s", (unsigned long long)g.id, status_name(g.status));
     if ((rc = write_indexes(c, &g)) != 0)
         goto done;
@@ -337,6 +342,8 @@ static int decide(struct contract_ctx *c, const Bex__GrantActArgs *a, bool appro
         if (used < sizeof(detail))
             used += (size_t)snprintf(detail + used, sizeof(detail) - used, "%s%s", i ? "," : " ", id);
     }
+    BEX_ASSERT(c->officer_count >= c->agency->threshold);
+    BEX_ASSERT(contract__is_owner(c, g->owner));
     ProtobufCBinaryData *old_keys = g->approvals;
     size_t old_n = g->n_approvals;
     char *old_reason = g->reason;
@@ -379,6 +386,7 @@ static int grant_revoke(struct contract_ctx *c, const ProtobufCMessage *args)
                             "grant %llu is %s, not ACTIVE", (unsigned long long)g->id, status_name(st));
         goto done;
     }
+    BEX_ASSERT(contract__is_owner(c, g->owner));
     char *old_reason = g->reason;
     g->reason = (char *)a->reason;
     g->status = BEX__GRANT_STATUS__GRANT_REVOKED;
@@ -416,6 +424,7 @@ static int grant_escalate(struct contract_ctx *c, const ProtobufCMessage *args)
     } else if (g->escalated) {
         rc = contract__fail(c, BEX_EEXIST, "grant %llu was already escalated", (unsigned long long)g->id);
     } else {
+        BEX_ASSERT(strcmp(g->consumer, c->sender) == 0);
         g->escalated = true;
         g->escalated_ms = c->time_ms;
         contract__detail(c, "escalated grant %llu: %.100s", (unsigned long long)g->id, a->reason);
