@@ -510,6 +510,8 @@ static int run_method(struct exec *e, struct txrun *t)
             return -BEX_ENOMEM;
         return fail_tx(t, BEX_EDECODE, "arguments do not decode as %s", t->method->args->name);
     }
+    if (contract__has_unknown(t->args))
+        return fail_tx(t, BEX_EDECODE, "arguments of %s carry unknown fields", t->method->args->name);
     t->ran = true;
     int rc = t->method->run(c, t->args);
     if (c->fatal)

@@ -203,6 +203,13 @@ const Bex__FieldDef *contract__field(const Bex__Resource *r, const char *name);
 /* Whether the sender of the call is the agency `owner`. */
 bool contract__is_owner(const struct contract_ctx *c, const char *owner);
 
+/*
+ * Whether m or any message inside it carries fields this schema does not
+ * know. Arguments with unknown fields are refused: every node must read a
+ * transaction the same way, and state must not carry opaque bytes.
+ */
+bool contract__has_unknown(const ProtobufCMessage *m);
+
 /* -------------------------------------------------------------- registry */
 
 typedef int (*contract_method_fn)(struct contract_ctx *c, const ProtobufCMessage *args);

@@ -563,6 +563,40 @@ void contract_key_id(char out[17], const uint8_t pubkey[CONTRACT_PUBKEY_BYTES])
     contract__hex(out, h, 8);
 }
 
+static bool has_unknown(const ProtobufCMessage *m, int depth)
+{
+    /* Decoding already bounded the nesting; this only guards the recursion. */
+    if (depth > 64 || m->n_unknown_fields > 0)
+        return true;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *member = (const char *)m + f->offset;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            const ProtobufCMessage *const *arr = *(const ProtobufCMessage *const *const *)member;
+            for (size_t k = 0; k < n; k++)
+                if (has_unknown(arr[k], depth + 1))
+                    return true;
+            continue;
+        }
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF &&
+            *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+            continue;
+        const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)member;
+        if (sub && has_unknown(sub, depth + 1))
+            return true;
+    }
+    return false;
+}
+
+bool contract__has_unknown(const ProtobufCMessage *m)
+{
+    return has_unknown(m, 0);
+}
+
 /* ------------------------------------------------------------ shared reads */
 
 int contract__load_agency(struct contract_ctx *c, Bex__Agency **out, const char *id)

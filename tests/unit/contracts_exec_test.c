@@ -148,6 +148,35 @@ static void exec_unknown_contract_or_method(void **state)
     h_close(&h);
 }
 
+static void exec_undecodable_or_unknown_args_refused(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h);
+    assert_int_equal(h_register(&h, TRAFFIC, "city.traffic/v", BEX__SHARE_TYPE__SHARE_UNCONDITIONAL, "*", NULL), 0);
+    Bex__CatalogWithdrawArgs w = BEX__CATALOG_WITHDRAW_ARGS__INIT;
+    w.id = "city.traffic/v";
+    uint8_t buf[64];
+    size_t n = bex__catalog_withdraw_args__pack(&w, buf);
+    /* Field 99 (varint 1) is not in the schema. */
+    buf[n] = 0x98;
+    buf[n + 1] = 0x06;
+    buf[n + 2] = 0x01;
+    h_queue_raw(&h, TRAFFIC, SIG_O1, "catalog", "withdraw", buf, n + 3, 0);
+    h_block(&h);
+    assert_int_equal(h.rc[0].code, BEX_EDECODE);
+    assert_string_equal(h_msg(&h), "arguments of bex.CatalogWithdrawArgs carry unknown fields");
+    /* A truncated encoding does not decode at all. */
+    h_queue_raw(&h, TRAFFIC, SIG_O1, "catalog", "withdraw", buf, n - 2, 0);
+    h_block(&h);
+    assert_int_equal(h.rc[0].code, BEX_EDECODE);
+    /* The exact encoding works. */
+    h_queue_raw(&h, TRAFFIC, SIG_O1, "catalog", "withdraw", buf, n, 0);
+    h_block(&h);
+    assert_int_equal(h.rc[0].code, 0);
+    h_close(&h);
+}
+
 static void exec_oversized_args_refused(void **state)
 {
     (void)state;
@@ -639,6 +668,7 @@ int main(void)
         cmocka_unit_test(exec_genesis_refuses_bad_agencies),
         cmocka_unit_test(exec_nonce_replay_refused),
         cmocka_unit_test(exec_unknown_contract_or_method),
+        cmocka_unit_test(exec_undecodable_or_unknown_args_refused),
         cmocka_unit_test(exec_oversized_args_refused),
         cmocka_unit_test(exec_budget_exhaustion_fails_tx),
         cmocka_unit_test(exec_failed_tx_leaves_audit_and_consumes_nonce),
