@@ -145,6 +145,13 @@ BEX_MUST_USE int contract__get_msg(struct contract_ctx *c, ProtobufCMessage **ou
 BEX_MUST_USE int contract__put_msg(struct contract_ctx *c, const char *key, const ProtobufCMessage *m);
 void contract__free(struct contract_ctx *c, void *m);
 
+/* u64 values stored big-endian (8 bytes); get returns -BEX_ENOTFOUND. */
+BEX_MUST_USE int contract__get_u64(struct contract_ctx *c, uint64_t *v, const char *key);
+BEX_MUST_USE int contract__put_u64(struct contract_ctx *c, const char *key, uint64_t v);
+
+/* Marks state as corrupt (sticky, fatal for the block) and returns the code. */
+BEX_MUST_USE int contract__corrupt(struct contract_ctx *c);
+
 /* u64 counters stored big-endian: *id receives the next value. */
 BEX_MUST_USE int contract__next_id(struct contract_ctx *c, uint64_t *id, const char *key);
 

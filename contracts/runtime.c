@@ -221,24 +221,40 @@ static void put_u64be(uint8_t out[8], uint64_t v)
     }
 }
 
-int contract__next_id(struct contract_ctx *c, uint64_t *id, const char *key)
+int contract__corrupt(struct contract_ctx *c)
+{
+    return set_fatal(c, -BEX_ECORRUPT);
+}
+
+int contract__get_u64(struct contract_ctx *c, uint64_t *v, const char *key)
 {
     const uint8_t *val;
     size_t len;
-    uint64_t last = 0;
     int rc = contract__get(c, &val, &len, key);
-    if (rc == 0) {
-        if (len != 8)
-            return set_fatal(c, -BEX_ECORRUPT);
-        for (size_t i = 0; i < 8; i++)
-            last = last << 8 | val[i];
-    } else if (rc != -BEX_ENOTFOUND) {
-        return rc;
-    }
-    uint8_t buf[8];
-    put_u64be(buf, last + 1);
-    rc = contract__put(c, key, buf, sizeof(buf));
     if (rc != 0)
+        return rc;
+    if (len != 8)
+        return contract__corrupt(c);
+    *v = 0;
+    for (size_t i = 0; i < 8; i++)
+        *v = *v << 8 | val[i];
+    return 0;
+}
+
+int contract__put_u64(struct contract_ctx *c, const char *key, uint64_t v)
+{
+    uint8_t buf[8];
+    put_u64be(buf, v);
+    return contract__put(c, key, buf, sizeof(buf));
+}
+
+int contract__next_id(struct contract_ctx *c, uint64_t *id, const char *key)
+{
+    uint64_t last = 0;
+    int rc = contract__get_u64(c, &last, key);
+    if (rc != 0 && rc != -BEX_ENOTFOUND)
+        return rc;
+    if ((rc = contract__put_u64(c, key, last + 1)) != 0)
         return rc;
     *id = last + 1;
     BEX_ASSERT(*id > 0);
