@@ -197,7 +197,8 @@ void exec_free(struct exec *e);
  * well-formed, 1..16 distinct officer keys, 1 <= threshold <= keys, 33-byte
  * node and encryption keys). The store must be empty. On success *out
  * describes the writes and the root of height 0.
- * Errors: BEX_EINVAL (bad agency), BEX_ELIMIT, BEX_ESTATE (store not empty),
+ * Errors: BEX_EINVAL (bad agency), BEX_ELIMIT, BEX_ESTATE (store not empty
+ * or a block open),
  * BEX_ENOMEM, or a storage failure.
  */
 BEX_MUST_USE int exec_genesis(struct exec *e, const struct exec_output **out,
@@ -266,7 +267,8 @@ size_t memstore_count(const struct memstore *m);
  * args encoded as the query's argument message. "Now" for lazy expiry and
  * overdue flags is the block time of the last executed block. On success
  * *result is a message the caller frees with contract_result_free.
- * On failure err (may be NULL) receives a short text.
+ * On failure err (may be NULL) receives a short text. Queries keep no
+ * global state: several may run at once on different threads.
  * Errors: BEX_EUNKNOWN, BEX_ELIMIT (args too large), BEX_EDECODE,
  * BEX_EINVAL, BEX_ENOTFOUND, BEX_EBUDGET, BEX_ENOMEM, storage failures.
  */

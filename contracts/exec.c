@@ -311,8 +311,9 @@ int exec_genesis(struct exec *e, const struct exec_output **out, const Bex__Agen
                  size_t agency_count, uint64_t time_ms)
 {
     BEX_ASSERT(e != NULL);
-    BEX_ASSERT(!e->open);
     *out = NULL;
+    if (e->open)
+        return -BEX_ESTATE;
     outputs_clear(e);
     if (agency_count == 0 || agency_count > EXEC_GENESIS_AGENCIES_MAX)
         return agency_count ? -BEX_ELIMIT : -BEX_EINVAL;
@@ -407,6 +408,7 @@ static int fail_tx(struct txrun *t, int code, const char *fmt, const char *arg)
     BEX_ASSERT(code > 0);
     t->code = code;
     snprintf(t->message, sizeof(t->message), fmt, arg);
+    contract__sanitize(t->message);
     return 0;
 }
 

@@ -118,6 +118,9 @@ void contract__ctx_close(struct contract_ctx *c);
 /* Sets the receipt message and returns -code. */
 BEX_MUST_USE int contract__fail(struct contract_ctx *c, int code, const char *fmt, ...) BEX_PRINTF(3, 4);
 
+/* Makes s valid text in place: no control characters, valid UTF-8. */
+void contract__sanitize(char *s);
+
 /* Sets the audit detail of a successful call. */
 void contract__detail(struct contract_ctx *c, const char *fmt, ...) BEX_PRINTF(2, 3);
 

@@ -47,6 +47,33 @@ void contract__ctx_close(struct contract_ctx *c)
     c->result_len = 0;
 }
 
+/*
+ * Messages echo identifiers from the arguments, which may be anything:
+ * keep receipts and audit details valid text. A sequence cut by truncation
+ * is dropped; text that is still not valid UTF-8 loses its non-ASCII bytes.
+ */
+void contract__sanitize(char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            s[i] = '?';
+    size_t lead = n;
+    while (lead > 0 && n - lead < 4 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80)
+        lead--;
+    if (lead > 0) {
+        unsigned char b = (unsigned char)s[lead - 1];
+        size_t want = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+        if (want > 1 && n - (lead - 1) < want)
+            s[lead - 1] = '\0';
+    }
+    if (contract__text_ok(s, n))
+        return;
+    for (size_t i = 0; s[i]; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            s[i] = '?';
+}
+
 int contract__fail(struct contract_ctx *c, int code, const char *fmt, ...)
 {
     BEX_ASSERT(code > 0);
@@ -55,6 +82,8 @@ int contract__fail(struct contract_ctx *c, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->message, sizeof(c->message), fmt, ap);
     va_end(ap);
+    contract__sanitize(c->message);
+    BEX_ASSERT(contract__text_ok(c->message, sizeof(c->message)));
     return -code;
 }
 
@@ -64,6 +93,8 @@ void contract__detail(struct contract_ctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
     va_end(ap);
+    contract__sanitize(c->detail);
+    BEX_ASSERT(contract__text_ok(c->detail, sizeof(c->detail)));
 }
 
 void contract__subject(struct contract_ctx *c, const char *resource, const uint8_t *record_key,
