@@ -142,22 +142,6 @@ static int read_key(struct exec *e, const uint8_t **val, size_t *len, const char
     return e->store->get(e->store->user, key, key_len, val, len);
 }
 
-static uint64_t get_u64be(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put_u64be(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
 static void put_u32be(uint8_t *p, uint32_t v)
 {
     for (int i = 3; i >= 0; i--) {
@@ -204,7 +188,7 @@ static int compute_root(struct exec *e)
     uint8_t num[8];
     if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
         goto fail;
-    put_u64be(num, e->height);
+    contract__put_u64be(num, e->height);
     if ((rc = sha_update(md, e->prev_root, CONTRACT_HASH_BYTES)) != 0 || (rc = sha_update(md, num, 8)) != 0)
         goto fail;
     for (size_t i = 0; i < e->block.count; i++) {
@@ -465,7 +449,7 @@ static int check_nonce(struct exec *e, struct txrun *t)
     if (rc == 0) {
         if (len != 8)
             return -BEX_ECORRUPT;
-        last = get_u64be(val);
+        last = contract__get_u64be(val);
     } else if (rc != -BEX_ENOTFOUND) {
         return rc;
     }
@@ -477,7 +461,7 @@ static int check_nonce(struct exec *e, struct txrun *t)
     }
     /* The nonce is consumed whatever the method does next. */
     uint8_t buf[8];
-    put_u64be(buf, t->body->nonce);
+    contract__put_u64be(buf, t->body->nonce);
     return contract__overlay_set(&e->block, key, strlen(key), buf, sizeof(buf));
 }
 

@@ -14,6 +14,13 @@
 
 #include "contract.h"
 
+/* ------------------------------------------------------------------ bytes */
+
+/* Byte order of keys: memcmp, then the shorter first. */
+int contract__keycmp(const char *a, size_t alen, const char *b, size_t blen);
+void contract__put_u64be(uint8_t out[8], uint64_t v);
+uint64_t contract__get_u64be(const uint8_t in[8]);
+
 /* ---------------------------------------------------------------- overlay */
 
 struct overlay_entry {

@@ -2,7 +2,7 @@
  * memstore.c: committed state in memory, a sorted array of keys, for the
  * tests, the simulator and the fuzzers. It implements struct exec_store.
  */
-#include "contract.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -22,27 +22,18 @@ struct memstore {
     size_t bytes_max;
 };
 
-static int keycmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int r = memcmp(a, b, n);
-    if (r != 0)
-        return r;
-    return alen < blen ? -1 : alen > blen ? 1 : 0;
-}
-
 /* Index of the first entry >= key; *found tells whether it equals key. */
 static size_t lower_bound(const struct memstore *m, const char *key, size_t key_len, bool *found)
 {
     size_t lo = 0, hi = m->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (keycmp(m->v[mid].key, m->v[mid].key_len, key, key_len) < 0)
+        if (contract__keycmp(m->v[mid].key, m->v[mid].key_len, key, key_len) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    *found = lo < m->count && keycmp(m->v[lo].key, m->v[lo].key_len, key, key_len) == 0;
+    *found = lo < m->count && contract__keycmp(m->v[lo].key, m->v[lo].key_len, key, key_len) == 0;
     return lo;
 }
 
@@ -95,7 +86,7 @@ static int mem_iter(void *user, const char *prefix, size_t prefix_len, const cha
     struct memstore *m = user;
     bool found;
     size_t i;
-    if (after_len > 0 && keycmp(after, after_len, prefix, prefix_len) >= 0) {
+    if (after_len > 0 && contract__keycmp(after, after_len, prefix, prefix_len) >= 0) {
         i = lower_bound(m, after, after_len, &found);
         if (found)
             i++;
@@ -141,7 +132,7 @@ int memstore_apply(struct memstore *m, const struct exec_output *out)
         bool found;
         size_t i = lower_bound(m, w->key, w->key_len, &found);
         if (k > 0)
-            BEX_ASSERT(keycmp(out->writes[k - 1].key, out->writes[k - 1].key_len, w->key, w->key_len) < 0);
+            BEX_ASSERT(contract__keycmp(out->writes[k - 1].key, out->writes[k - 1].key_len, w->key, w->key_len) < 0);
         if (found) {
             bytes -= m->v[i].key_len + m->v[i].val_len;
             count--;
@@ -183,7 +174,7 @@ int memstore_apply(struct memstore *m, const struct exec_output *out)
         else if (k == out->write_count)
             r = -1;
         else
-            r = keycmp(m->v[i].key, m->v[i].key_len, out->writes[k].key, out->writes[k].key_len);
+            r = contract__keycmp(m->v[i].key, m->v[i].key_len, out->writes[k].key, out->writes[k].key_len);
         if (r < 0) {
             v[n++] = m->v[i++];
             continue;

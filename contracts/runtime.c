@@ -244,14 +244,6 @@ void contract__free(struct contract_ctx *c, void *m)
         protobuf_c_message_free_unpacked(m, &c->alloc.pb);
 }
 
-static void put_u64be(uint8_t out[8], uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        out[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
 int contract__corrupt(struct contract_ctx *c)
 {
     return set_fatal(c, -BEX_ECORRUPT);
@@ -266,16 +258,14 @@ int contract__get_u64(struct contract_ctx *c, uint64_t *v, const char *key)
         return rc;
     if (len != 8)
         return contract__corrupt(c);
-    *v = 0;
-    for (size_t i = 0; i < 8; i++)
-        *v = *v << 8 | val[i];
+    *v = contract__get_u64be(val);
     return 0;
 }
 
 int contract__put_u64(struct contract_ctx *c, const char *key, uint64_t v)
 {
     uint8_t buf[8];
-    put_u64be(buf, v);
+    contract__put_u64be(buf, v);
     return contract__put(c, key, buf, sizeof(buf));
 }
 
@@ -309,15 +299,6 @@ struct merge {
     int cb_rc; /* the last error our callback returned to the store */
 };
 
-static int keycmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int r = memcmp(a, b, n);
-    if (r != 0)
-        return r;
-    return alen < blen ? -1 : alen > blen ? 1 : 0;
-}
-
 static const struct overlay_entry *entry_at(const struct overlay *o, size_t i, const struct merge *m)
 {
     if (!o || i >= o->count)
@@ -342,7 +323,7 @@ static const struct overlay_entry *merge_peek(const struct merge *m, bool *from_
         *from_tx = true;
         return t;
     }
-    int r = keycmp(t->key, t->key_len, b->key, b->key_len);
+    int r = contract__keycmp(t->key, t->key_len, b->key, b->key_len);
     *from_tx = r <= 0;
     *both = r == 0;
     return r <= 0 ? t : b;
@@ -378,7 +359,7 @@ static int drain(struct merge *m, const char *key, size_t key_len, bool *shadowe
         const struct overlay_entry *en = merge_peek(m, &from_tx, &both);
         if (!en)
             return 0;
-        int r = key ? keycmp(en->key, en->key_len, key, key_len) : -1;
+        int r = key ? contract__keycmp(en->key, en->key_len, key, key_len) : -1;
         if (r > 0)
             return 0;
         merge_advance(m, from_tx, both);
@@ -435,7 +416,7 @@ int contract__iter(struct contract_ctx *c, const char *prefix, const char *after
         after_len = 0;
     struct merge m = {.c = c, .prefix = prefix, .prefix_len = strlen(prefix), .fn = fn, .user = user};
     /* A cursor that sorts before the prefix simply starts at the prefix. */
-    if (after_len > 0 && keycmp(after, after_len, prefix, m.prefix_len) < 0)
+    if (after_len > 0 && contract__keycmp(after, after_len, prefix, m.prefix_len) < 0)
         after_len = 0;
     m.ti = layer_start(c->tx, prefix, m.prefix_len, after, after_len);
     m.bi = layer_start(c->block, prefix, m.prefix_len, after, after_len);
