@@ -6,7 +6,7 @@
 
 #include <openssl/evp.h>
 
-#include "internal.h"
+#include "../../contracts/internal.h"
 
 static const char *const FIELDS_PLATE[] = {"plate"};
 
