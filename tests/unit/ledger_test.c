@@ -347,7 +347,7 @@ static uint64_t resource_updated_ms(struct ledger *l, const char *id)
     ProtobufCMessage *m = NULL;
     uint8_t args[256];
     char err[160];
-    uint64_t t = 0;
+    uint64_t t;
     size_t n;
     int rc;
 
@@ -358,7 +358,7 @@ static uint64_t resource_updated_ms(struct ledger *l, const char *id)
     assert_int_equal(ledger_read_begin(l, &r), 0);
     rc = contract_query(&m, err, sizeof err, ledger_read_store(r), "catalog", "get", args, n);
     ledger_read_end(r);
-    if (rc == -BEX_ENOTFOUND || rc == BEX_ENOTFOUND)
+    if (rc == -BEX_ENOTFOUND)
         return 0;
     assert_int_equal(rc, 0);
     t = ((Bex__Resource *)m)->updated_ms;
