@@ -201,7 +201,6 @@ struct p2p {
     uint64_t rng;
     uint8_t *read_buf; /* ciphertext from the socket, used within one read callback */
     uint8_t *rx_plain; /* decrypted bytes being parsed */
-    uint8_t *tx_plain; /* a small frame being assembled for encryption */
     p2p_close_fn close_cb;
     char err[160];
 };
