@@ -476,7 +476,7 @@ static void conn_close(struct p2p_conn *c, int reason, const char *fmt, ...)
     }
 
     /* Best effort: hand a waiting TLS alert to the kernel so the peer learns why. */
-    if (c->tls != NULL && !c->writing && c->state != CONN_CONNECTING) {
+    if (c->tls != NULL && !c->writing && c->out_head == NULL && c->state != CONN_CONNECTING) {
         uint8_t alert[ALERT_BYTES_MAX];
         size_t n = tls_conn_out_pending(c->tls);
         if (n > 0 && n <= sizeof(alert)) {
@@ -1232,7 +1232,7 @@ void p2p_config_defaults(struct p2p_config *cfg)
     BEX_ASSERT(cfg != NULL);
     memset(cfg, 0, sizeof(*cfg));
     cfg->frame_bytes_max = 8u << 20;
-    cfg->send_queue_bytes_max = 32u << 20;
+    cfg->send_queue_bytes_max = 16u << 20;
     cfg->handshake_timeout_ms = 5000;
     cfg->idle_timeout_ms = 30000;
     cfg->reconnect_min_ms = 200;
