@@ -1351,7 +1351,7 @@ static void p2p_close_from_callbacks(void **state)
     }
     m = (struct mesh){&ns[1], 1};
     assert_true(wait_for(nodes_closed, &m, WAIT_MS));
-    assert_true(ns[1]->ups[2] == 1);
+    assert_int_equal(ns[1]->ups[2], 1);
     exchange(ns[0], ns[2], "the survivors");
     nodes_free(ns, 3);
 }
