@@ -275,7 +275,8 @@ static int check_agency(const Bex__Agency *a)
     for (size_t i = 0; i < a->n_officer_keys; i++)
         if (!contract__pubkey_ok(a->officer_keys[i].data, a->officer_keys[i].len))
             return -BEX_EINVAL;
-    if (!contract__pubkey_ok(a->node_key.data, a->node_key.len) ||
+    /* An agency may take part without running a node of its own: then it has no node key. */
+    if ((a->node_key.len != 0 && !contract__pubkey_ok(a->node_key.data, a->node_key.len)) ||
         !contract__pubkey_ok(a->enc_key.data, a->enc_key.len))
         return -BEX_EINVAL;
     /* The node key must not also be an officer key: it signs unattended. */
