@@ -28,6 +28,22 @@
  * point into the engine and stay valid until the next call on the same
  * engine. Messages given to pbft_step and pbft_restore are only read during
  * the call.
+ *
+ * What the node does around the engine:
+ * - feeds a PRE-PREPARE to pbft_step only once it holds the proposal with
+ *   that digest and judged it valid (the engine orders digests, it never
+ *   sees requests);
+ * - executes PBFT_ACT_COMMIT in order, fetching the proposal of a committed
+ *   digest it never received, and reports each with pbft_executed();
+ * - keeps what PBFT_ACT_PERSIST and PBFT_ACT_STABLE hand it, and at boot
+ *   gives it back with pbft_restore() before pbft_start();
+ * - on PBFT_ACT_FETCH fetches blocks with commit certificates, verifies each
+ *   (pbft_verify_commit_cert), executes them and calls pbft_transferred();
+ * - calls pbft_tick() every few milliseconds (well below retransmit_ms).
+ *
+ * Null requests: a NEW-VIEW fills every seq in (min-s, max-s] that has no
+ * prepared certificate with the all-zero digest; it commits like any other
+ * request and the node executes it as an empty block.
  */
 #ifndef BEX_PBFT_H
 #define BEX_PBFT_H

@@ -44,11 +44,16 @@ static struct blob *bad_new_view(struct sim *s, const struct node *b, const stru
     uint8_t h[PBFT_DIGEST_BYTES];
 
     switch (sim_rng_below(&s->rng, 5)) {
-    case 0: /* a re-issued digest (or a null request) replaced */
+    case 0: /* a re-issued digest replaced: the request most likely committed somewhere */
         if (nv->pre_prepare_count > 0) {
-            struct pbft_vote *pp = &nv->pre_prepares[sim_rng_below(&s->rng, nv->pre_prepare_count)];
-            other_digest(pp->digest, 7, pp->digest);
-            resign_vote(s, b, pp);
+            uint32_t at = (uint32_t)sim_rng_below(&s->rng, nv->pre_prepare_count);
+            for (uint32_t i = 0; i < nv->pre_prepare_count; i++) {
+                static const uint8_t zero[PBFT_DIGEST_BYTES];
+                if (memcmp(nv->pre_prepares[i].digest, zero, PBFT_DIGEST_BYTES) != 0)
+                    at = i;
+            }
+            other_digest(nv->pre_prepares[at].digest, 7, nv->pre_prepares[at].digest);
+            resign_vote(s, b, &nv->pre_prepares[at]);
             break;
         }
         /* fall through */

@@ -113,6 +113,7 @@ struct sim {
     /* Network. */
     uint32_t drop_pm;
     uint32_t dup_pm;
+    uint32_t late_pm; /* messages held back 100-600 ms */
     uint64_t delay_min;
     uint64_t delay_max;
     bool partitioned;

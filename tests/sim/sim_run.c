@@ -184,6 +184,8 @@ void sim__enqueue(struct sim *s, uint32_t from, uint32_t to, const struct msg *m
         struct event ev;
         memset(&ev, 0, sizeof(ev));
         ev.at = s->now + sim_rng_range(&s->rng, s->delay_min, s->delay_max);
+        if (sim_rng_chance(&s->rng, s->late_pm))
+            ev.at += sim_rng_range(&s->rng, 100, 600);
         ev.kind = EV_DELIVER;
         ev.node = to;
         ev.msg = *m;
@@ -762,6 +764,34 @@ static void check_all(struct sim *s)
     }
 }
 
+/*
+ * A crash strikes now, or in the middle of the node's next call (after some
+ * of its actions were performed). Sometimes it is a site-wide outage that
+ * takes down several honest replicas within a few milliseconds.
+ */
+static void crash_one(struct sim *s, struct node *nd)
+{
+    if (!nd->up || nd->byz)
+        return;
+    if (sim_rng_chance(&s->rng, 500))
+        nd->crash_after = (int)sim_rng_below(&s->rng, 4);
+    else
+        node_crash(s, nd);
+}
+
+static void on_crash(struct sim *s, struct node *nd)
+{
+    if (s->healed)
+        return;
+    crash_one(s, nd);
+    if (!sim_rng_chance(&s->rng, 300))
+        return;
+    for (uint32_t i = 0; i < s->n && !s->done; i++) {
+        if (&s->nodes[i] != nd && sim_rng_chance(&s->rng, 600))
+            crash_one(s, &s->nodes[i]);
+    }
+}
+
 static void on_heal(struct sim *s)
 {
     uint64_t highest = 0;
@@ -769,6 +799,7 @@ static void on_heal(struct sim *s)
     s->healed = true;
     s->drop_pm = 0;
     s->dup_pm = 0;
+    s->late_pm = 0;
     s->delay_min = 1;
     s->delay_max = 10;
     s->partitioned = false;
@@ -801,7 +832,7 @@ static uint32_t pick_faults(struct sim *s, uint32_t enabled)
 
 static void setup(struct sim *s)
 {
-    static const uint32_t drops[] = {5, 20, 50, 120};
+    static const uint32_t drops[] = {5, 20, 50, 120, 250};
     static const uint32_t dups[] = {10, 50, 100};
     uint32_t faults;
     uint64_t words[3] = {s->opt.seed, s->opt.n, s->opt.faults};
@@ -834,6 +865,17 @@ static void setup(struct sim *s)
         s->dup_pm = dups[sim_rng_below(&s->rng, BEX_ARRAY_LEN(dups))];
     if (faults & SIM_F_DELAY)
         s->delay_max = sim_rng_range(&s->rng, 20, 120);
+    /*
+     * A view-change storm: timeouts near the network delay make views
+     * change while requests are in flight, so certificates of several views
+     * for one seq meet in the NEW-VIEWs.
+     */
+    if ((faults & SIM_F_DELAY) && sim_rng_chance(&s->rng, 600)) {
+        s->timeout_ms = sim_rng_range(&s->rng, 15, 50);
+        s->retransmit_ms = sim_rng_range(&s->rng, 15, 30);
+    }
+    if (faults & SIM_F_DELAY)
+        s->late_pm = (uint32_t)sim_rng_range(&s->rng, 0, 50);
     if (faults & SIM_F_BYZANTINE) {
         uint32_t b = (uint32_t)sim_rng_range(&s->rng, 1, s->f);
         for (uint32_t i = 0; i < b; i++) {
@@ -934,12 +976,7 @@ int sim_run(const struct sim_options *opt, struct sim_result *res)
             on_transfer(s, nd);
             break;
         case EV_CRASH:
-            if (nd->up && !s->healed) {
-                if (sim_rng_chance(&s->rng, 500))
-                    nd->crash_after = (int)sim_rng_below(&s->rng, 4);
-                else
-                    node_crash(s, nd);
-            }
+            on_crash(s, nd);
             break;
         case EV_RESTART:
             if (!nd->up && !s->healed)
