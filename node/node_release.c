@@ -14,7 +14,7 @@
  * the node key alone for exactly these three methods). They are driven by
  * the events of each committed block, and a sweep every few seconds answers
  * what is still open (requests committed while this node was down or
- * catching up).
+ * catching up), and shares index keys that no event shared.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -255,6 +255,17 @@ static void share_index(struct node *n, uint64_t grant_id)
         goto done;
     if (strcmp(g->owner, n->agency->id) != 0 || g->status != BEX__GRANT_STATUS__GRANT_ACTIVE)
         goto done;
+    {
+        Bex__RecordIndexKeyArgs ia = BEX__RECORD_INDEX_KEY_ARGS__INIT;
+        ProtobufCMessage *have = NULL;
+
+        ia.resource = g->resource;
+        ia.consumer = g->consumer;
+        if (query(n, &have, "record", "index_key", &ia.base) == 0) {
+            contract_result_free(have);
+            goto done; /* shared already */
+        }
+    }
     na.id = g->resource;
     if (query(n, (ProtobufCMessage **)&r, "catalog", "get", &na.base) != 0 ||
         r->share_type == BEX__SHARE_TYPE__SHARE_UNCONDITIONAL)
@@ -300,11 +311,12 @@ void node_release_block(struct node *n, const struct ledger_applied *a)
             }
         } else if (strcmp(e->contract, "grant") == 0 &&
                    (strcmp(e->kind, "approved") == 0 || strcmp(e->kind, "activated") == 0)) {
-            Bex__GrantResult *r = bex__grant_result__unpack(NULL, e->data_len, e->data);
+            /* Grant events carry the whole grant. */
+            Bex__Grant *g = bex__grant__unpack(NULL, e->data_len, e->data);
 
-            if (r != NULL) {
-                share_index(n, r->grant_id);
-                bex__grant_result__free_unpacked(r, NULL);
+            if (g != NULL) {
+                share_index(n, g->id);
+                bex__grant__free_unpacked(g, NULL);
             }
         }
     }
@@ -317,6 +329,21 @@ void node_release_sweep(struct node *n)
 
     if (!n->has_enc || n->catching_up || n->store_failed)
         return;
+    {
+        Bex__GrantListArgs ga = BEX__GRANT_LIST_ARGS__INIT;
+        ProtobufCMessage *out = NULL;
+
+        ga.owner = (char *)n->agency->id;
+        ga.status = BEX__GRANT_STATUS__GRANT_ACTIVE;
+        ga.limit = 50;
+        if (query(n, &out, "grant", "list", &ga.base) == 0) {
+            Bex__GrantList *l = (Bex__GrantList *)out;
+
+            for (size_t i = 0; i < l->n_grants; i++)
+                share_index(n, l->grants[i]->id);
+            contract_result_free(out);
+        }
+    }
     for (size_t k = 0; k < 2; k++) {
         Bex__AccessListArgs a = BEX__ACCESS_LIST_ARGS__INIT;
         ProtobufCMessage *out = NULL;
