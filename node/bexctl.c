@@ -19,6 +19,7 @@ static const struct cli_command help = {
 
 static const struct cli_command *const commands[] = {
     &cli_keygen,
+    &cli_testnet,
     &help,
 };
 

@@ -36,4 +36,7 @@ bool cli_is_help(const char *arg);
 /* bexctl keygen: create a passphrase-encrypted secp256k1 key file. */
 extern const struct cli_command cli_keygen;
 
+/* bexctl testnet init: keys, genesis and node configs for a local network. */
+extern const struct cli_command cli_testnet;
+
 #endif
