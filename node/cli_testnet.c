@@ -36,8 +36,15 @@
 #define TESTNET_PASSPHRASE_BYTES 24
 #define TESTNET_HOST "127.0.0.1"
 #define TESTNET_CHAIN_ID_DEFAULT "bex-testnet"
+/* Consensus for a local net: fast view changes and small batches. The
+ * engine needs the window to be a multiple of the checkpoint interval. */
+#define TESTNET_VIEW_TIMEOUT_MS 1000
+#define TESTNET_BATCH_DELAY_MS 10
+#define TESTNET_CHECKPOINT_INTERVAL 16
+#define TESTNET_WINDOW 64
 #define TESTNET_ERR_BYTES (CONFIG_PATH_MAX + 512) /* a path and what went wrong with it */
 
+_Static_assert(TESTNET_WINDOW % TESTNET_CHECKPOINT_INTERVAL == 0, "window is a multiple of checkpoint_interval");
 _Static_assert(TESTNET_SCRYPT_LOG2N >= KEYSTORE_SCRYPT_LOG2N_MIN, "testnet scrypt cost is one keystores accept");
 _Static_assert(TESTNET_THRESHOLD >= 1 && TESTNET_THRESHOLD <= TESTNET_OFFICERS, "threshold within the officers");
 _Static_assert(TESTNET_OFFICERS <= GENESIS_OFFICERS_MAX, "officers fit the genesis");
@@ -108,7 +115,8 @@ struct testnet {
     char err[TESTNET_ERR_BYTES];
 };
 
-/* The names init writes in DIR; --force deletes exactly these. */
+/* The names init writes in DIR besides node0 .. node15; --force deletes
+ * exactly these, once the new network is ready to be written. */
 static const char *const top_names[] = {"genesis.json", "agencies.txt", "passphrase", "agencies"};
 
 /* ---- small helpers ---- */
@@ -239,10 +247,10 @@ static int remove_tree(const char *path, char *err)
 
 /*
  * True when DIR/nodeK/bexd.pid (written by testnet/up.sh) names a live
- * process. A stale file whose pid was reused reads as alive: deleting a
- * running node's data is the worse mistake.
+ * process, whose pid is then in *pid. A stale file whose pid was reused
+ * reads as alive: deleting a running node's data is the worse mistake.
  */
-static bool node_running(const char *dir, uint32_t k, char *pid_path, long *pid)
+static bool node_running(char pid_path[CONFIG_PATH_MAX], long *pid, const char *dir, uint32_t k)
 {
     char *text = NULL;
     size_t len;
@@ -262,15 +270,25 @@ static bool node_running(const char *dir, uint32_t k, char *pid_path, long *pid)
     return alive;
 }
 
+/* The number of names init owns in DIR, and the i-th of them as a path. */
+#define OWNED_N (BEX_ARRAY_LEN(top_names) + GENESIS_NODES_MAX)
+
+static int owned_path(char path[CONFIG_PATH_MAX], const struct testnet *t, size_t i, char *err)
+{
+    BEX_ASSERT(i < OWNED_N);
+    if (i < BEX_ARRAY_LEN(top_names))
+        return path_fmt(path, err, "%s/%s", t->dir, top_names[i]);
+    return path_fmt(path, err, "%s/node%zu", t->dir, i - BEX_ARRAY_LEN(top_names));
+}
+
 /*
- * Refuses a directory that already holds a network, complete or not, unless
- * --force; with --force deletes that network after checking that none of its
- * nodes is running. Returns a CLI_EXIT_* code.
+ * Refuses a directory that holds a network, complete or not, unless
+ * --force, and even with --force while one of its nodes runs. Returns a
+ * CLI_EXIT_* code.
  */
-static int prepare_dir(struct testnet *t)
+static int check_dir(struct testnet *t)
 {
     char path[CONFIG_PATH_MAX];
-    char pid_path[CONFIG_PATH_MAX];
     long pid;
 
     if (path_fmt(path, t->err, "%s/genesis.json", t->dir) != 0)
@@ -280,32 +298,38 @@ static int prepare_dir(struct testnet *t)
         return CLI_EXIT_FAIL;
     }
     for (uint32_t k = 0; k < GENESIS_NODES_MAX; k++) {
-        if (node_running(t->dir, k, pid_path, &pid)) {
+        if (node_running(path, &pid, t->dir, k)) {
             cli_error(cli_testnet.name, "node%u of %s is running (pid %ld in %s); stop it first (testnet/down.sh)",
-                      k, t->dir, pid, pid_path);
+                      k, t->dir, pid, path);
             return CLI_EXIT_FAIL;
         }
     }
-    for (size_t i = 0; i < BEX_ARRAY_LEN(top_names) + GENESIS_NODES_MAX; i++) {
-        int rc = i < BEX_ARRAY_LEN(top_names)
-                     ? path_fmt(path, t->err, "%s/%s", t->dir, top_names[i])
-                     : path_fmt(path, t->err, "%s/node%zu", t->dir, i - BEX_ARRAY_LEN(top_names));
-        if (rc != 0)
+    for (size_t i = 0; i < OWNED_N && !t->force; i++) {
+        if (owned_path(path, t, i, t->err) != 0)
             goto fail;
-        if (!exists(path))
-            continue;
-        if (!t->force) {
+        if (exists(path)) {
             cli_error(cli_testnet.name, "%s holds part of a network (%s); use --force to replace it", t->dir,
                       path);
             return CLI_EXIT_FAIL;
         }
-        if (remove_tree(path, t->err) != 0)
-            goto fail;
     }
     return CLI_EXIT_OK;
 fail:
     cli_error(cli_testnet.name, "%s", t->err);
     return CLI_EXIT_FAIL;
+}
+
+/* Deletes the network that --force replaces: only the names init writes,
+ * so other files in DIR stay. */
+static int clear_dir(struct testnet *t)
+{
+    char path[CONFIG_PATH_MAX];
+    int rc;
+
+    for (size_t i = 0; i < OWNED_N; i++)
+        if ((rc = owned_path(path, t, i, t->err)) != 0 || (rc = remove_tree(path, t->err)) != 0)
+            return rc;
+    return 0;
 }
 
 /*
@@ -430,7 +454,11 @@ fail:
     return rc;
 }
 
-/* The config of node k, with paths relative to its directory so DIR can move. */
+/*
+ * Builds the config of node k into t->node and checks it. Paths are relative
+ * to the node's directory so DIR can move. There is one t->node: build()
+ * checks every node's, write_node() builds each again to write it.
+ */
 static int build_node(struct testnet *t, uint32_t k)
 {
     struct node_config *c = &t->node;
@@ -450,10 +478,9 @@ static int build_node(struct testnet *t, uint32_t k)
     snprintf(c->enc_key, sizeof(c->enc_key), "enc.key");
     snprintf(c->passphrase_file, sizeof(c->passphrase_file), "../passphrase");
     snprintf(name, sizeof(name), "node%u/node.json", k);
-    if ((rc = config_check_node(c, name, t->err, sizeof(t->err))) != 0 ||
-        (rc = config_check_node_genesis(c, &t->genesis, name, t->err, sizeof(t->err))) != 0)
+    if ((rc = config_check_node(c, name, t->err, sizeof(t->err))) != 0)
         return rc;
-    return 0;
+    return config_check_node_genesis(c, &t->genesis, name, t->err, sizeof(t->err));
 }
 
 /*
@@ -471,13 +498,10 @@ static int build(struct testnet *t)
     config_genesis_defaults(g);
     snprintf(g->chain_id, sizeof(g->chain_id), "%s", t->chain_id);
     g->genesis_time_ms = now_ms();
-    /* Fast view changes and small batches for a local net; the engine
-     * needs the window to be a multiple of the checkpoint interval. */
-    g->consensus.view_timeout_ms = 1000;
-    g->consensus.batch_delay_ms = 10;
-    g->consensus.checkpoint_interval = 16;
-    g->consensus.window = 64;
-    _Static_assert(64 % 16 == 0, "window is a multiple of checkpoint_interval");
+    g->consensus.view_timeout_ms = TESTNET_VIEW_TIMEOUT_MS;
+    g->consensus.batch_delay_ms = TESTNET_BATCH_DELAY_MS;
+    g->consensus.checkpoint_interval = TESTNET_CHECKPOINT_INTERVAL;
+    g->consensus.window = TESTNET_WINDOW;
     g->agencies_n = t->nodes_n;
     g->nodes_n = t->nodes_n;
     for (uint32_t k = 0; k < t->nodes_n; k++) {
@@ -715,7 +739,7 @@ static int init_run(int argc, char **argv)
             fputs(cli_testnet.usage, stdout);
         goto done;
     }
-    if ((status = prepare_dir(t)) != CLI_EXIT_OK)
+    if ((status = check_dir(t)) != CLI_EXIT_OK)
         goto done;
     status = CLI_EXIT_FAIL;
     if ((rc = crypto_init()) != 0) {
@@ -725,7 +749,7 @@ static int init_run(int argc, char **argv)
     crypto_up = true;
     if ((status = build(t)) != CLI_EXIT_OK)
         goto done;
-    if (write_all(t) != 0) {
+    if ((t->force && clear_dir(t) != 0) || write_all(t) != 0) {
         cli_error(cli_testnet.name, "%s (the network in %s is incomplete; run again with --force)", t->err,
                   t->dir);
         status = CLI_EXIT_FAIL;

@@ -489,7 +489,8 @@ static void cli_testnet_refuses_ports_in_use(void **state)
     (void)state;
     struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t len = sizeof(sa);
-    char dir[160], base_arg[16];
+    char dir[160], path[256], base_arg[16];
+    char *before, *after;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
 
     /* A listening socket holds the RPC port of node 0. */
@@ -501,10 +502,20 @@ static void cli_testnet_refuses_ports_in_use(void **state)
     snprintf(base_arg, sizeof(base_arg), "%u", (unsigned)ntohs(sa.sin_port) - 1);
     snprintf(dir, sizeof(dir), "%s/busy", grp.root);
     assert_int_equal(RUN("init", "--dir", dir, "--base-port", base_arg), CLI_EXIT_FAIL);
-    close(fd);
     captured_has(grp.errout, "Address already in use");
     assert_false(path_exists("%s/genesis.json", dir));
     assert_false(path_exists("%s/passphrase", dir));
+
+    /* --force deletes the old network only once the new one can be made. */
+    snprintf(path, sizeof(path), "%s/genesis.json", grp.net);
+    assert_non_null(before = slurp(path));
+    assert_int_equal(RUN("init", "--dir", grp.net, "--force", "--base-port", base_arg), CLI_EXIT_FAIL);
+    close(fd);
+    assert_non_null(after = slurp(path));
+    assert_string_equal(before, after);
+    assert_true(path_exists("%s/node3/tls.pem", grp.net));
+    free(before);
+    free(after);
 }
 
 int main(void)
