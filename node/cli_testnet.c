@@ -511,7 +511,8 @@ static int build(struct testnet *t)
         if ((rc = make_secrets(&t->secrets[k], t->err)) != 0 ||
             (rc = fill_agency(&g->agencies[k], k, &t->secrets[k], t->err)) != 0)
             goto fail;
-        snprintf(n->agency, sizeof(n->agency), "%s", g->agencies[k].id);
+        _Static_assert(sizeof(n->agency) == sizeof(g->agencies[k].id), "agency ids have one size");
+        memcpy(n->agency, g->agencies[k].id, sizeof(n->agency));
         if ((rc = crypto_pubkey_of(&n->node_key, sk)) != 0) {
             snprintf(t->err, sizeof(t->err), "node key: %s", bex_strerror(rc));
             goto fail;
