@@ -19,7 +19,7 @@ static const struct cli_command help = {
 
 static const struct cli_command *const commands[] = {
     &cli_status, &cli_peers, &cli_tx,    &cli_block,  &cli_agency, &cli_catalog, &cli_grant,
-    &cli_record, &cli_access, &cli_verify, &cli_audit, &cli_query, &cli_keygen,  &help,
+    &cli_record, &cli_access, &cli_verify, &cli_audit, &cli_query, &cli_keygen,  &cli_testnet, &help,
 };
 
 static const struct cli_command *find(const char *name)
