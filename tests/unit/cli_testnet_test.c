@@ -57,7 +57,7 @@ static int run_cli(int argc, const char **argv)
     fd_err = open(grp.errout, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     assert_true(saved_out >= 0 && saved_err >= 0 && fd_out >= 0 && fd_err >= 0);
     assert_true(dup2(fd_out, STDOUT_FILENO) >= 0 && dup2(fd_err, STDERR_FILENO) >= 0);
-    status = cli_testnet.run(argc, args);
+    status = cli_testnet.run(NULL, argc, args);
     fflush(stdout);
     fflush(stderr);
     dup2(saved_out, STDOUT_FILENO);
