@@ -46,6 +46,7 @@ help:
 	@echo "make test       unit, simulator and integration tests (SAN=1: sanitizers)"
 	@echo "make sim SEEDS=N  the consensus simulator, N seeds per configuration"
 	@echo "make demo       a 4-agency local network and the sharing scenarios"
+	@echo "make soak       the crash soak: load, SIGKILL and restart (SOAK_SECONDS=600)"
 	@echo "make lint       boundary checks for consensus/ and contracts/"
 	@echo "make clean      remove build/"
 
@@ -90,6 +91,12 @@ sim: deps $(SIM_BIN)
 
 demo: all
 	@B=$(B) ./testnet/demo-all.sh
+
+# ---- soak (scripts/soak.sh): the crash soak, SOAK_SECONDS long (default 600)
+SOAK_SECONDS ?= 600
+soak: all $(B)/tests/tools/soakload
+	@B=$(B) SOAK_SECONDS=$(SOAK_SECONDS) ./scripts/soak.sh
+# ---- end soak
 
 lint:
 	@./scripts/lint.sh
