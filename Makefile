@@ -46,7 +46,6 @@ help:
 	@echo "make test       unit, simulator and integration tests (SAN=1: sanitizers)"
 	@echo "make sim SEEDS=N  the consensus simulator, N seeds per configuration"
 	@echo "make demo       a 4-agency local network and the sharing scenarios"
-	@echo "make soak       the crash soak: load, SIGKILL and restart (SOAK_SECONDS=600)"
 	@echo "make lint       boundary checks for consensus/ and contracts/"
 	@echo "make clean      remove build/"
 
