@@ -92,6 +92,58 @@ void fuzz_genesis(struct genesis *g)
         fuzz_fail("%s", err);
 }
 
+size_t fuzz_make_tx(uint8_t *out, size_t cap, const struct fuzz_tx *spec)
+{
+    Bex__TxBody body = BEX__TX_BODY__INIT;
+    Bex__Tx tx = BEX__TX__INIT;
+    Bex__Signature sigs[3], *sig_ptrs[3];
+    struct crypto_pubkey pks[3];
+    struct crypto_sig sig[3];
+    uint8_t body_bytes[FUZZ_TX_BYTES_MAX], args[FUZZ_TX_ARGS_MAX], digest[CRYPTO_HASH_BYTES];
+    size_t body_len;
+
+    FUZZ_CHECK(spec->args_len <= sizeof(args) && spec->nsigners <= 3);
+    FUZZ_CHECK(spec->args_len + 512 <= sizeof(body_bytes));
+    for (size_t i = 0; i < spec->args_len; i++)
+        args[i] = (uint8_t)(i * 7 + 1);
+    body.chain_id = (char *)spec->chain;
+    body.sender = (char *)spec->sender;
+    body.nonce = spec->nonce;
+    body.contract = "catalog";
+    body.method = spec->flags & FUZZ_TX_LONG_METHOD ? "register_with_a_name_of_33_bytes_" : "register";
+    body.args.data = args;
+    body.args.len = spec->args_len;
+    body.timestamp_ms = 1764000000000ull + spec->nonce;
+    body_len = bex__tx_body__pack(&body, body_bytes);
+    if (spec->flags & FUZZ_TX_UNKNOWN_FIELD) {
+        body_bytes[body_len++] = 8 << 3;
+        body_bytes[body_len++] = 1;
+    }
+    crypto_sha256(digest, body_bytes, body_len);
+
+    for (size_t i = 0; i < spec->nsigners; i++) {
+        struct crypto_seckey sk;
+        fuzz_key(&sk, &pks[i], spec->signers[i]);
+        if (crypto_sign(&sig[i], &sk, digest) != 0)
+            fuzz_fail("signing with key %u failed", spec->signers[i]);
+        crypto_wipe(&sk, sizeof(sk));
+        bex__signature__init(&sigs[i]);
+        sigs[i].pubkey.data = pks[i].b;
+        sigs[i].pubkey.len = CRYPTO_PUB_BYTES;
+        sigs[i].sig.data = sig[i].b;
+        sigs[i].sig.len = CRYPTO_SIG_BYTES;
+        sig_ptrs[i] = &sigs[i];
+    }
+    if (spec->flags & FUZZ_TX_CORRUPT_SIG)
+        sig[0].b[5] ^= 0x10;
+    tx.body.data = body_bytes;
+    tx.body.len = body_len;
+    tx.sigs = sig_ptrs;
+    tx.n_sigs = spec->nsigners;
+    FUZZ_CHECK(bex__tx__get_packed_size(&tx) <= cap);
+    return bex__tx__pack(&tx, out);
+}
+
 static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;

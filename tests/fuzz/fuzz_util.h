@@ -42,6 +42,32 @@
 #define FUZZ_AGENCY_B "health.dept"
 #define FUZZ_AGENCY_B_LAST 0
 #define FUZZ_KEY_UNREGISTERED 5
+/* Agencies whose state cannot be read: the keys callback fails for the
+ * first, the nonce callback for the second (key FUZZ_KEY_NO_NONCE is its). */
+#define FUZZ_AGENCY_NO_KEYS "broken.keys"
+#define FUZZ_AGENCY_NO_NONCE "broken.nonce"
+#define FUZZ_KEY_NO_NONCE 6
+
+/* A transaction for fuzz_make_tx(): contract "catalog", method "register". */
+enum fuzz_tx_flags {
+    FUZZ_TX_CORRUPT_SIG = 1 << 0,   /* flip a bit of the first signature */
+    FUZZ_TX_UNKNOWN_FIELD = 1 << 1, /* append field 8 to the signed body */
+    FUZZ_TX_LONG_METHOD = 1 << 2,   /* a method name of 33 bytes */
+};
+
+#define FUZZ_TX_ARGS_MAX 2048
+#define FUZZ_TX_BYTES_MAX 8192
+
+struct fuzz_tx {
+    const char *name; /* of the seed file */
+    const char *chain;
+    const char *sender;
+    uint64_t nonce;
+    size_t args_len; /* at most FUZZ_TX_ARGS_MAX */
+    unsigned signers[3];
+    size_t nsigners;
+    unsigned flags;
+};
 
 /*
  * The entry point every target defines: libFuzzer calls it, and so does the
@@ -57,6 +83,12 @@ void fuzz_crypto_init(void);
 
 /* Writes key pair i (i < FUZZ_KEYS_MAX): sk = SHA-256("bex-fuzz-key" || i). */
 void fuzz_key(struct crypto_seckey *sk, struct crypto_pubkey *pk, unsigned i);
+
+/*
+ * Encodes the Tx of spec, signed with the keys it names over SHA-256 of its
+ * body, into out (cap bytes) and returns its length. Aborts when it does not fit.
+ */
+size_t fuzz_make_tx(uint8_t *out, size_t cap, const struct fuzz_tx *spec);
 
 /*
  * Fills g with a valid genesis of chain FUZZ_CHAIN_ID: four agencies with two

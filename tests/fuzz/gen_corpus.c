@@ -24,7 +24,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define BUF_BYTES 8192
+#define BUF_BYTES FUZZ_TX_BYTES_MAX
 
 static const char *out_dir;
 
@@ -41,27 +41,11 @@ static void write_seed(const char *target, const char *name, const void *data, s
 
 /* ---- transactions ---- */
 
-enum tx_flags {
-    TX_CORRUPT_SIG = 1 << 0, /* flip a bit of the first signature */
-    TX_UNKNOWN_FIELD = 1 << 1, /* append field 8 to the signed body */
-};
-
-struct tx_spec {
-    const char *name;
-    const char *chain;
-    const char *sender;
-    uint64_t nonce;
-    size_t args_len;
-    unsigned signers[3];
-    size_t nsigners;
-    unsigned flags;
-};
-
-static const struct tx_spec txs[] = {
+static const struct fuzz_tx txs[] = {
     {"valid-one-sig", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 1, 8, {0}, 1, 0},
     {"valid-two-sigs", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 2, 0, {0, 1}, 2, 0},
     {"valid-node-key", FUZZ_CHAIN_ID, FUZZ_AGENCY_B, FUZZ_AGENCY_B_LAST + 1, 64, {4}, 1, 0},
-    {"bad-sig", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 1, 8, {0}, 1, TX_CORRUPT_SIG},
+    {"bad-sig", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 1, 8, {0}, 1, FUZZ_TX_CORRUPT_SIG},
     {"unregistered-key", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 1, 8, {FUZZ_KEY_UNREGISTERED}, 1, 0},
     {"other-agency-key", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 1, 8, {3}, 1, 0},
     {"duplicate-key", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 1, 8, {1, 1}, 2, 0},
@@ -69,70 +53,18 @@ static const struct tx_spec txs[] = {
     {"nonce-used", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST, 8, {0}, 1, 0},
     {"nonce-far-ahead", FUZZ_CHAIN_ID, FUZZ_AGENCY_B, 5000, 8, {3}, 1, 0},
     {"unknown-sender", FUZZ_CHAIN_ID, "city.unknown", 1, 8, {0}, 1, 0},
-    {"unknown-body-field", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 1, 8, {0}, 1, TX_UNKNOWN_FIELD},
+    {"unknown-body-field", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 1, 8, {0}, 1, FUZZ_TX_UNKNOWN_FIELD},
+    {"args-too-long", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 1, 1025, {0}, 1, 0},
+    {"method-too-long", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 1, 8, {0}, 1, FUZZ_TX_LONG_METHOD},
+    {"keys-unreadable", FUZZ_CHAIN_ID, FUZZ_AGENCY_NO_KEYS, 1, 8, {0}, 1, 0},
+    {"nonce-unreadable", FUZZ_CHAIN_ID, FUZZ_AGENCY_NO_NONCE, 1, 8, {FUZZ_KEY_NO_NONCE}, 1, 0},
 };
-
-/* Encodes the signed Tx of spec into out (BUF_BYTES) and returns its length. */
-static size_t make_tx(uint8_t *out, const struct tx_spec *spec)
-{
-    Bex__TxBody body = BEX__TX_BODY__INIT;
-    Bex__Tx tx = BEX__TX__INIT;
-    Bex__Signature sigs[3], *sig_ptrs[3];
-    struct crypto_sig sig[3];
-    uint8_t body_bytes[BUF_BYTES], args[256], digest[CRYPTO_HASH_BYTES];
-    size_t body_len;
-
-    for (size_t i = 0; i < spec->args_len; i++)
-        args[i] = (uint8_t)(i * 7 + 1);
-    body.chain_id = (char *)spec->chain;
-    body.sender = (char *)spec->sender;
-    body.nonce = spec->nonce;
-    body.contract = "catalog";
-    body.method = "register";
-    body.args.data = args;
-    body.args.len = spec->args_len;
-    body.timestamp_ms = 1764000000000ull + spec->nonce;
-    body_len = bex__tx_body__pack(&body, body_bytes);
-    if (spec->flags & TX_UNKNOWN_FIELD) {
-        body_bytes[body_len++] = 8 << 3;
-        body_bytes[body_len++] = 1;
-    }
-    crypto_sha256(digest, body_bytes, body_len);
-
-    for (size_t i = 0; i < spec->nsigners; i++) {
-        struct crypto_seckey sk;
-        struct crypto_pubkey pk;
-        fuzz_key(&sk, &pk, spec->signers[i]);
-        if (crypto_sign(&sig[i], &sk, digest) != 0)
-            fuzz_fail("signing with key %u failed", spec->signers[i]);
-        crypto_wipe(&sk, sizeof(sk));
-        bex__signature__init(&sigs[i]);
-        sigs[i].pubkey.data = malloc(CRYPTO_PUB_BYTES);
-        FUZZ_CHECK(sigs[i].pubkey.data != NULL);
-        memcpy(sigs[i].pubkey.data, pk.b, CRYPTO_PUB_BYTES);
-        sigs[i].pubkey.len = CRYPTO_PUB_BYTES;
-        sigs[i].sig.data = sig[i].b;
-        sigs[i].sig.len = CRYPTO_SIG_BYTES;
-        sig_ptrs[i] = &sigs[i];
-    }
-    if (spec->flags & TX_CORRUPT_SIG)
-        sig[0].b[5] ^= 0x10;
-    tx.body.data = body_bytes;
-    tx.body.len = body_len;
-    tx.sigs = sig_ptrs;
-    tx.n_sigs = spec->nsigners;
-    FUZZ_CHECK(bex__tx__get_packed_size(&tx) <= BUF_BYTES);
-    size_t len = bex__tx__pack(&tx, out);
-    for (size_t i = 0; i < spec->nsigners; i++)
-        free(sigs[i].pubkey.data);
-    return len;
-}
 
 static void gen_txcheck(void)
 {
     static uint8_t buf[BUF_BYTES];
     for (size_t i = 0; i < BEX_ARRAY_LEN(txs); i++)
-        write_seed("txcheck", txs[i].name, buf, make_tx(buf, &txs[i]));
+        write_seed("txcheck", txs[i].name, buf, fuzz_make_tx(buf, sizeof(buf), &txs[i]));
 }
 
 /* ---- blocks and envelopes ---- */
@@ -409,7 +341,7 @@ static void gen_mempool(void)
 
     write_seed("mempool", "scripted", scripted, sizeof(scripted));
     /* Random programs: every byte string is a valid program. */
-    for (unsigned cfg = 0; cfg < 3; cfg++) {
+    for (unsigned cfg = 0; cfg < 4; cfg++) {
         char name[32];
         buf[0] = (uint8_t)cfg;
         for (size_t i = 1; i < sizeof(buf); i++) {
@@ -469,8 +401,13 @@ static void gen_genesis(void)
 {
     static struct genesis g;
     char path[FUZZ_PATH_MAX], err[256];
+    char zeros[65] = "", long_name[66] = "", long_host[303];
     json_t *doc, *v;
 
+    memset(zeros, '0', 64);
+    memset(long_name, 'a', 65);
+    memset(long_host, 'h', 300);
+    memcpy(long_host + 300, ":1", 3);
     fuzz_genesis(&g);
     fuzz_path(path, "genesis.json");
     if (config_write_genesis(&g, path, true, err, sizeof(err)) != 0)
@@ -489,6 +426,17 @@ static void gen_genesis(void)
     v = json_object_get(json_array_get(json_object_get(doc, "agencies"), 0), "enc_key");
     write_json("genesis", "key-reused", edit(doc, "nodes", 0, "node_key", json_incref(v)), PRETTY);
     write_json("genesis", "node-key-not-hex", edit(doc, "nodes", 1, "node_key", json_string("zz")), PRETTY);
+
+    write_json("genesis", "role-twice", edit(doc, "agencies", 0, "roles", json_pack("[s,s]", "audit", "audit")),
+               PRETTY);
+    write_json("genesis", "tls-key-zero", edit(doc, "nodes", 0, "tls_key", json_string(zeros)), PRETTY);
+    v = json_object_get(json_array_get(json_object_get(doc, "nodes"), 0), "tls_key");
+    write_json("genesis", "tls-key-reused", edit(doc, "nodes", 1, "tls_key", json_incref(v)), PRETTY);
+    write_json("genesis", "time-after-9999",
+               edit(doc, NULL, 0, "genesis_time_ms", json_integer((json_int_t)253402300800000)), PRETTY);
+    write_json("genesis", "chain-id-65", edit(doc, NULL, 0, "chain_id", json_string(long_name)), PRETTY);
+    write_json("genesis", "agencies-empty", edit(doc, NULL, 0, "agencies", json_array()), PRETTY);
+    write_json("genesis", "host-too-long", edit(doc, "nodes", 0, "address", json_string(long_host)), PRETTY);
 
     v = json_deep_copy(doc);
     FUZZ_CHECK(json_array_remove(json_object_get(v, "nodes"), 3) == 0);
@@ -530,6 +478,11 @@ static void gen_nodeconfig(void)
     write_json("nodeconfig", "no-data-dir", edit(doc, NULL, 0, "data_dir", NULL), PRETTY);
     write_json("nodeconfig", "node-index-high", edit(doc, NULL, 0, "node_index", json_integer(16)), PRETTY);
     write_json("nodeconfig", "map-size-small", edit(doc, NULL, 0, "map_size_mb", json_integer(8)), PRETTY);
+    static char long_path[4101];
+    memset(long_path, 'p', sizeof(long_path) - 1);
+    write_json("nodeconfig", "path-too-long", edit(doc, NULL, 0, "data_dir", json_string(long_path)), PRETTY);
+    write_json("nodeconfig", "rpc-same-as-listen", edit(doc, NULL, 0, "rpc", json_string("127.0.0.1:26601")),
+               PRETTY);
     json_t *limits = edit(doc, NULL, 0, "log_level", json_string("debug"));
     FUZZ_CHECK(json_object_set_new(json_object_get(limits, "limits"), "tx_bytes_max", json_integer(16777216)) == 0);
     write_json("nodeconfig", "tx-above-frame", limits, PRETTY);
@@ -587,8 +540,8 @@ int main(int argc, char **argv)
         fuzz_fail("mkdir %s: %s", out_dir, strerror(errno));
     crypto_sha256(digest_bytes, "digest", 6);
     memset(sig_bytes, 0x5c, sizeof(sig_bytes));
-    tx_a_len = make_tx(tx_a, &txs[0]);
-    tx_b_len = make_tx(tx_b, &txs[1]);
+    tx_a_len = fuzz_make_tx(tx_a, sizeof(tx_a), &txs[0]);
+    tx_b_len = fuzz_make_tx(tx_b, sizeof(tx_b), &txs[1]);
     FUZZ_CHECK((tx = bex__tx__unpack(NULL, tx_a_len, tx_a)) != NULL);
     bex__tx__free_unpacked(tx, NULL);
 

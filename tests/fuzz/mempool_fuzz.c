@@ -10,7 +10,8 @@
  *
  * After every operation mempool_check() must pass, and the pool must agree
  * with a model kept here: which txs are pending with which sender, nonce,
- * bytes, arrival time and mark, the counters, and the oldest age. The model
+ * bytes, arrival time and mark, the totals, the statistics counters and
+ * the oldest age. The model
  * predicts an add's outcome from the documented refusals (any applicable
  * refusal code is accepted, none means it must succeed), and a selection
  * is checked for the documented shape: per sender a run of consecutive
@@ -53,6 +54,7 @@ static const struct mempool_config configs[] = {
     {.count_max = 12, .bytes_max = 1200, .sender_count_max = 5, .sender_bytes_max = 600, .senders_max = 3},
     {.count_max = 1, .bytes_max = 64, .sender_count_max = 1, .sender_bytes_max = 64, .senders_max = 1},
     {.count_max = 32, .bytes_max = 4096, .sender_count_max = 32, .sender_bytes_max = 4096, .senders_max = 5},
+    {.count_max = 4, .bytes_max = 4096, .sender_count_max = 4, .sender_bytes_max = 4096, .senders_max = 4},
 };
 
 _Static_assert(OUT_MAX >= 32, "a selection fits out");
@@ -78,6 +80,7 @@ struct world {
     bool fail[SENDERS];     /* the nonce callback fails for this sender */
     uint64_t now_ms;
     uint64_t next_height;
+    struct mempool_stats stats; /* the counters the pool should report */
 };
 
 static unsigned sender_index(const char *name)
@@ -196,6 +199,7 @@ static void op_add(struct world *w, struct mempool *mp, uint8_t a, uint8_t b, ui
         w->tx[k] = (struct model_tx){true, s, nonce, len, w->last_added_ms, 0};
         w->count++;
         w->bytes += len;
+        w->stats.added++;
         return;
     }
     bool allowed = (rc == -BEX_EINVAL && einval) || (rc == -BEX_EEXIST && eexist) || (rc == -BEX_EIO && eio) ||
@@ -204,6 +208,11 @@ static void op_add(struct world *w, struct mempool *mp, uint8_t a, uint8_t b, ui
         fuzz_fail("add id %u sender %u nonce %llu len %zu: %s (%s), expected (%d%d%d%d%d)", k, s,
                   (unsigned long long)nonce, len, bex_errname(rc), reason, einval, eexist, eio, enonce, efull);
     FUZZ_CHECK(reason[0] != '\0');
+    w->stats.rejected_invalid += rc == -BEX_EINVAL;
+    w->stats.rejected_exist += rc == -BEX_EEXIST;
+    w->stats.rejected_nonce += rc == -BEX_ENONCE;
+    w->stats.rejected_state += rc == -BEX_EIO;
+    w->stats.rejected_full_count += rc == -BEX_EFULL; /* the four kinds of full, summed */
 }
 
 /*
@@ -262,6 +271,7 @@ static void op_select(struct world *w, struct mempool *mp, uint8_t a, uint8_t b,
     }
     for (size_t i = 0; i < n && mark != 0; i++)
         w->tx[out[i]->id[0]].height = mark;
+    w->stats.selected += n;
 }
 
 /* Reads a done list from the input at *at and commits it. */
@@ -305,8 +315,10 @@ static void op_commit(struct world *w, struct mempool *mp, uint8_t a, const uint
     }
 
     for (size_t i = 0; i < ndone; i++) {
-        if (done[i].id[1] == ID_TAG && w->tx[done[i].id[0]].used)
+        if (done[i].id[1] == ID_TAG && w->tx[done[i].id[0]].used) {
             model_remove(w, done[i].id[0]);
+            w->stats.committed++;
+        }
     }
     for (unsigned s = 0; s < SENDERS; s++) {
         if (!named[s] || sender_count(w, s) == 0)
@@ -317,8 +329,10 @@ static void op_commit(struct world *w, struct mempool *mp, uint8_t a, const uint
         }
         w->cached_last[s] = w->last[s];
         for (unsigned k = 0; k < IDS; k++) {
-            if (w->tx[k].used && w->tx[k].sender == s && w->tx[k].nonce <= w->last[s])
+            if (w->tx[k].used && w->tx[k].sender == s && w->tx[k].nonce <= w->last[s]) {
                 model_remove(w, k);
+                w->stats.evicted_stale++;
+            }
         }
     }
     int rc = mempool_commit(mp, done, ndone);
@@ -344,6 +358,7 @@ static void op_evict(struct world *w, struct mempool *mp, uint8_t a, uint8_t b)
         }
     }
     size_t n = mempool_evict_older_than(mp, w->now_ms, age_ms);
+    w->stats.evicted_ttl += expect;
     if (n != expect)
         fuzz_fail("evict older than %llu ms removed %zu txs, expected %zu", (unsigned long long)age_ms, n, expect);
 }
@@ -380,6 +395,18 @@ static void compare(const struct world *w, const struct mempool *mp)
             oldest = age(w, k);
     }
     FUZZ_CHECK(mempool_oldest_age_ms(mp, w->now_ms) == oldest);
+
+    struct mempool_stats st;
+    const struct mempool_stats *want = &w->stats;
+    mempool_get_stats(mp, &st);
+    FUZZ_CHECK(st.added == want->added && st.selected == want->selected);
+    FUZZ_CHECK(st.committed == want->committed && st.evicted_stale == want->evicted_stale);
+    FUZZ_CHECK(st.evicted_ttl == want->evicted_ttl);
+    FUZZ_CHECK(st.rejected_invalid == want->rejected_invalid && st.rejected_exist == want->rejected_exist);
+    FUZZ_CHECK(st.rejected_nonce == want->rejected_nonce && st.rejected_state == want->rejected_state);
+    FUZZ_CHECK(st.rejected_full_count + st.rejected_full_bytes + st.rejected_full_sender +
+                   st.rejected_full_senders == want->rejected_full_count);
+    FUZZ_CHECK(st.rejected_nomem == 0);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

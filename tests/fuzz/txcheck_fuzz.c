@@ -10,7 +10,11 @@
  * admitted tx must be a cache hit that verifies nothing. An admitted tx is
  * then checked independently of txcheck: its id is SHA-256 of its body, its
  * sender and nonce are what the body says, and every signature is by a
- * distinct key of the sender and verifies.
+ * distinct key of the sender and verifies. An admitted tx then goes through
+ * the cache's harder cases: the same body with fewer signatures (a miss
+ * that replaces the cached list), and a cache of two entries shared with two
+ * other admitted txs (CLOCK replacement). Two more agencies have state that
+ * cannot be read, so the callbacks' failures are reached.
  */
 #include "bex.pb-c.h"
 #include "fuzz_util.h"
@@ -37,7 +41,16 @@ struct agency {
 static const struct agency agencies[] = {
     {FUZZ_AGENCY_A, {0, 1, 2}, 3, FUZZ_AGENCY_A_LAST},
     {FUZZ_AGENCY_B, {3, 4}, 2, FUZZ_AGENCY_B_LAST},
+    {FUZZ_AGENCY_NO_NONCE, {FUZZ_KEY_NO_NONCE}, 1, 0},
 };
+
+/* Two more admissible txs, to fill a small cache around an admitted input. */
+static const struct fuzz_tx others[] = {
+    {"other-a", FUZZ_CHAIN_ID, FUZZ_AGENCY_A, FUZZ_AGENCY_A_LAST + 3, 4, {2}, 1, 0},
+    {"other-b", FUZZ_CHAIN_ID, FUZZ_AGENCY_B, FUZZ_AGENCY_B_LAST + 2, 4, {3, 4}, 2, 0},
+};
+static uint8_t other_tx[2][FUZZ_TX_BYTES_MAX];
+static size_t other_len[2];
 
 static struct crypto_pubkey pubs[FUZZ_KEYS];
 static bool ready;
@@ -72,6 +85,8 @@ static int keys_of(struct txcheck_keys *keys, const char *sender, void *user)
     const struct agency *a = agency_find(sender);
 
     (void)user;
+    if (strcmp(sender, FUZZ_AGENCY_NO_KEYS) == 0)
+        return -BEX_EIO;
     if (a == NULL)
         return -BEX_EUNKNOWN;
     keys->count = a->nkeys;
@@ -85,6 +100,8 @@ static int last_nonce(uint64_t *last, const char *sender, void *user)
     const struct agency *a = agency_find(sender);
 
     (void)user;
+    if (strcmp(sender, FUZZ_AGENCY_NO_NONCE) == 0)
+        return -BEX_EIO;
     *last = a != NULL ? a->last : 0;
     return 0;
 }
@@ -112,7 +129,7 @@ static struct txcheck *checker(size_t cache_entries)
 static bool documented(int rc)
 {
     return rc == 0 || rc == -BEX_ELIMIT || rc == -BEX_EDECODE || rc == -BEX_ECHAIN || rc == -BEX_EUNKNOWN ||
-           rc == -BEX_ESIG || rc == -BEX_ENONCE;
+           rc == -BEX_ESIG || rc == -BEX_ENONCE || rc == -BEX_EIO;
 }
 
 /* Re-derives everything txcheck_tx() claims about an admitted tx. */
@@ -153,6 +170,62 @@ static void check_admitted(const struct txcheck_result *res, const uint8_t *data
     bex__tx__free_unpacked(tx, NULL);
 }
 
+/*
+ * An admitted tx in a cache of two entries with two other admitted txs: the
+ * CLOCK replaces entries, and every tx is still admitted, from the cache or
+ * verified again.
+ */
+static void check_eviction(const uint8_t *data, size_t size, const struct txcheck_result *admitted)
+{
+    static struct txcheck_result res;
+    struct txcheck_stats st;
+    struct txcheck *tc = checker(2);
+    bool distinct = true;
+
+    FUZZ_CHECK(txcheck_tx(tc, &res, data, size) == 0);
+    for (size_t i = 0; i < 2; i++) {
+        FUZZ_CHECK(txcheck_tx(tc, &res, other_tx[i], other_len[i]) == 0);
+        distinct = distinct && memcmp(res.id, admitted->id, sizeof(res.id)) != 0;
+    }
+    FUZZ_CHECK(txcheck_tx(tc, &res, data, size) == 0);
+    FUZZ_CHECK(txcheck_tx(tc, &res, other_tx[0], other_len[0]) == 0);
+    txcheck_get_stats(tc, &st);
+    FUZZ_CHECK(txcheck_cache_count(tc) <= 2);
+    FUZZ_CHECK(!distinct || st.cache_evictions >= 1);
+    txcheck_free(tc);
+}
+
+/*
+ * The same body with only its first signature is another claim: it is
+ * verified on its own, and then replaces the cached list of that id.
+ */
+static void check_other_sig_list(struct txcheck *tc, const uint8_t *data, size_t size)
+{
+    static struct txcheck_result res;
+    static uint8_t fewer[FUZZ_MAX_LEN];
+    struct txcheck_stats before, after;
+    Bex__Tx *tx = bex__tx__unpack(NULL, size, data);
+
+    FUZZ_CHECK(tx != NULL);
+    if (tx->n_sigs < 2) {
+        bex__tx__free_unpacked(tx, NULL);
+        return;
+    }
+    size_t n_sigs = tx->n_sigs;
+    tx->n_sigs = 1;
+    FUZZ_CHECK(bex__tx__get_packed_size(tx) <= sizeof(fewer));
+    size_t len = bex__tx__pack(tx, fewer);
+    tx->n_sigs = n_sigs;
+    bex__tx__free_unpacked(tx, NULL);
+
+    txcheck_get_stats(tc, &before);
+    FUZZ_CHECK(txcheck_tx(tc, &res, fewer, len) == 0);
+    txcheck_get_stats(tc, &after);
+    FUZZ_CHECK(!res.cached && after.verifies == before.verifies + 1 && res.signer_count == 1);
+    FUZZ_CHECK(txcheck_tx(tc, &res, data, size) == 0);
+    FUZZ_CHECK(!res.cached && txcheck_cache_count(tc) == 1);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct txcheck_result first, again, uncached;
@@ -165,6 +238,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (unsigned i = 0; i < FUZZ_KEYS; i++)
             fuzz_key(&sk, &pubs[i], i);
         crypto_wipe(&sk, sizeof(sk));
+        for (size_t i = 0; i < 2; i++)
+            other_len[i] = fuzz_make_tx(other_tx[i], sizeof(other_tx[i]), &others[i]);
         ready = true;
     }
 
@@ -195,6 +270,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(again.signer_count == first.signer_count);
         FUZZ_CHECK(memcmp(again.signers, first.signers, first.signer_count * TXCHECK_PUB_BYTES) == 0);
         FUZZ_CHECK(txcheck_cache_count(tc) == 1);
+        check_other_sig_list(tc, data, size);
+        check_eviction(data, size, &first);
     }
 
     int rc_plain = txcheck_tx(plain, &uncached, data, size);
