@@ -28,6 +28,7 @@ static uint32_t count_view_changes(const struct pbft *p, uint64_t view, bool or_
 {
     uint32_t n = 0;
 
+    BEX_ASSERT(p->cfg.n <= PBFT_REPLICAS_MAX);
     for (uint32_t r = 0; r < p->cfg.n; r++) {
         if (!p->vc_present[r])
             continue;
@@ -184,6 +185,7 @@ static void replay_buffer(struct pbft *p, struct pbft_actions *out)
 
 static void drop_buffered_below(struct pbft *p, uint64_t view)
 {
+    BEX_ASSERT(view == p->view);
     for (uint32_t r = 0; r < p->cfg.n; r++) {
         uint32_t kept = 0;
         for (uint32_t i = 0; i < p->buffer_count[r]; i++) {
@@ -466,6 +468,8 @@ int pbft__on_new_view(struct pbft *p, const struct pbft_new_view *nv, struct pbf
     }
     install(p, nv->view, &nv->view_changes[o.min_index].stable, o.max_s, nv->pre_prepares,
             nv->pre_prepare_count, out);
+    BEX_ASSERT(p->active);
+    BEX_ASSERT(p->view == nv->view);
     return 0;
 }
 
@@ -475,6 +479,7 @@ int pbft__restore_new_view(struct pbft *p, const struct pbft_new_view *nv)
     struct o_set o;
     int rc;
 
+    BEX_ASSERT(!p->started);
     if (nv->replica != p->cfg.self || pbft__primary_of(p, nv->view) != p->cfg.self)
         return -BEX_EINVAL;
     if ((rc = validate_new_view(p, nv, &o)) != 0)
@@ -512,6 +517,7 @@ int pbft__restore_new_view(struct pbft *p, const struct pbft_new_view *nv)
 void pbft__view_tick(struct pbft *p, struct pbft_actions *out)
 {
     BEX_ASSERT(p->started);
+    BEX_ASSERT(p->backoff <= 32);
     if (p->active) {
         if (!pbft__waiting(p)) {
             p->timer_on = false;
