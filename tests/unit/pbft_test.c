@@ -1507,6 +1507,111 @@ static void pbft_restore_checks_its_input(void **state)
     tc_free(t);
 }
 
+
+static void pbft_quorum_of_five_needs_four(void **state)
+{
+    struct tc *t = tc_new(5, 2, 4, 100, 100000);
+
+    (void)state;
+    /* n = 5, f = 1: q = 4 so that two quorums share f+1 = 2 replicas. */
+    assert_int_equal(t->q, 4);
+    t->down[3] = true;
+    t->down[4] = true;
+    propose(t, 0, 1);
+    pump(t);
+    assert_false(t->committed[0][1]);
+    assert_false(t->committed[1][1]);
+    t->down[3] = false;
+    flush(t);
+    propose(t, 0, 2);
+    pump(t);
+    /* Seq 1 never reached replica 3: it commits seq 2 but holds it. */
+    assert_int_equal(pbft_committed_seq(t->p[3]), 0);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(pbft_committed_seq(t->p[i]), 0);
+    tc_free(t);
+    t = tc_new(5, 2, 4, 100, 100000);
+    t->down[4] = true;
+    propose(t, 0, 1);
+    pump(t);
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_true(t->committed[i][1]);
+        assert_int_equal(t->cert[i][1].count, 4);
+    }
+    tc_free(t);
+}
+
+static void pbft_view_change_flood_is_bounded(void **state)
+{
+    struct tc *t = tc_new(4, 4, 8, 100, 100000);
+
+    (void)state;
+    /* One Byzantine replica asks for ever higher views: f = 1 is not enough. */
+    for (uint64_t v = 1; v <= 500; v++) {
+        struct pbft_view_change *vc = mkvc(t, 3, v, NULL, 0);
+        assert_int_equal(step_vc(t, 1, vc), 0);
+        assert_int_equal(count(&t->out, PBFT_ACT_BROADCAST, 0), 0);
+        free(vc);
+    }
+    assert_int_equal(pbft_view(t->p[1]), 0);
+    assert_true(pbft_view_active(t->p[1]));
+    /* Older ones from the same replica are stale now. */
+    {
+        struct pbft_view_change *vc = mkvc(t, 3, 7, NULL, 0);
+        assert_int_equal(step_vc(t, 1, vc), -BEX_ESTATE);
+        free(vc);
+    }
+    tc_free(t);
+}
+
+/* Drops every COMMIT: requests prepare everywhere and commit nowhere. */
+static bool drop_commits(const struct tc *t, uint32_t from, uint32_t to, const struct pbft_msg *m)
+{
+    (void)t, (void)from, (void)to;
+    return m->type == PBFT_MSG_COMMIT;
+}
+
+static void pbft_full_window_view_change_fits_the_action_bound(void **state)
+{
+    struct tc *t = tc_new(4, 64, PBFT_WINDOW_MAX, 100, 100000);
+    uint32_t most = 0;
+
+    (void)state;
+    t->drop = drop_commits;
+    for (uint32_t x = 1; x <= PBFT_WINDOW_MAX; x++)
+        propose(t, 0, x);
+    pump(t);
+    t->drop = NULL;
+    assert_int_equal(pbft_log_count(t->p[1]), PBFT_WINDOW_MAX);
+    t->down[0] = true;
+    for (uint32_t i = 1; i < 4; i++)
+        pbft_set_pending(t->p[i], true);
+    tick_all(t, 0);
+    tick_all(t, 100);
+    assert_int_equal(t->vc[2]->prepared_count, PBFT_WINDOW_MAX);
+    /* Deliver by hand to see the largest action lists. */
+    while (t->qhead < t->qlen) {
+        struct qmsg x = t->queue[t->qhead++];
+        if (!t->down[x.to] && !t->down[x.from]) {
+            int rc = pbft_step(t->p[x.to], &x.m, &t->out);
+            assert_true(rc <= 0);
+            if (t->out.count > most)
+                most = t->out.count;
+            collect(t, x.to);
+        }
+        free(x.vc);
+        free(x.nv);
+    }
+    assert_true(most <= PBFT_ACTIONS_MAX);
+    assert_true(most >= 2 * PBFT_WINDOW_MAX);
+    for (uint32_t i = 1; i < 4; i++) {
+        assert_int_equal(pbft_view(t->p[i]), 1);
+        assert_int_equal(t->executed[i], PBFT_WINDOW_MAX);
+        assert_int_equal(pbft_stable_seq(t->p[i]), PBFT_WINDOW_MAX);
+    }
+    tc_free(t);
+}
+
 /* ---------------------------------------------------------------- certificates */
 
 static void pbft_commit_certificate_verifier(void **state)
@@ -1578,6 +1683,9 @@ int main(void)
         cmocka_unit_test(pbft_restart_keeps_its_view),
         cmocka_unit_test(pbft_restore_checks_its_input),
         cmocka_unit_test(pbft_commit_certificate_verifier),
+        cmocka_unit_test(pbft_quorum_of_five_needs_four),
+        cmocka_unit_test(pbft_view_change_flood_is_bounded),
+        cmocka_unit_test(pbft_full_window_view_change_fits_the_action_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
