@@ -868,6 +868,28 @@ static uint32_t pick_faults(struct sim *s, uint32_t enabled)
     return mask;
 }
 
+/*
+ * Engines are large (pbft_size()) and every seed needs n of them: the
+ * buffers are allocated once and reused, pbft_init() clears them.
+ */
+static struct pbft *engines[PBFT_REPLICAS_MAX];
+
+static struct pbft *engine_memory(uint32_t i)
+{
+    BEX_ASSERT(i < PBFT_REPLICAS_MAX);
+    if (engines[i] == NULL)
+        engines[i] = xcalloc(pbft_size());
+    return engines[i];
+}
+
+void sim_release(void)
+{
+    for (size_t i = 0; i < PBFT_REPLICAS_MAX; i++) {
+        free(engines[i]);
+        engines[i] = NULL;
+    }
+}
+
 static void setup(struct sim *s)
 {
     static const uint32_t drops[] = {5, 20, 50, 120, 250};
@@ -957,7 +979,7 @@ static void setup(struct sim *s)
         struct node *nd = &s->nodes[i];
         nd->id = i;
         nd->crash_after = -1;
-        nd->p = xcalloc(pbft_size());
+        nd->p = engine_memory(i);
         nd->signer.keys = &s->keys;
         nd->signer.self = i;
         pbft_config_default(&nd->cfg, s->n, i);
@@ -985,7 +1007,6 @@ static void teardown(struct sim *s)
     for (uint32_t i = 0; i < s->n; i++) {
         struct node *nd = &s->nodes[i];
         pbft_close(nd->p);
-        free(nd->p);
         free(nd->blocks);
         sim__blob_put(nd->seen_blob);
         store_free(&nd->st);
