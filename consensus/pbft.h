@@ -452,7 +452,8 @@ const struct pbft_stats *pbft_stats(const struct pbft *p);
 /* ---------------------------------------------------------------- certificates */
 
 /*
- * The digest a replica signs for v: hash of the canonical bytes
+ * The digest a replica signs for v (v->type one of the four vote types): hash
+ * of the canonical bytes
  * "bexpbft1" | type (1) | view (8) | seq (8) | digest (32) | replica (4),
  * integers big-endian.
  */

@@ -133,6 +133,10 @@ static int validate_new_view(const struct pbft *p, const struct pbft_new_view *n
             return -BEX_ELIMIT;
         seen |= 1u << vc->replica;
     }
+    for (uint32_t i = 0; i < nv->pre_prepare_count; i++) {
+        if (nv->pre_prepares[i].type != PBFT_MSG_PRE_PREPARE)
+            return -BEX_EINVAL;
+    }
     pbft_new_view_digest(&p->cfg, nv, h);
     if (!p->cfg.crypto.verify(p->cfg.crypto.ctx, nv->replica, h, nv->sig))
         return -BEX_ESIG;
@@ -150,7 +154,7 @@ static int validate_new_view(const struct pbft *p, const struct pbft_new_view *n
         return -BEX_EINVAL;
     for (uint32_t i = 0; i < nv->pre_prepare_count; i++) {
         const struct pbft_vote *pp = &nv->pre_prepares[i];
-        if (pp->type != PBFT_MSG_PRE_PREPARE || pp->view != nv->view)
+        if (pp->view != nv->view)
             return -BEX_EINVAL;
         if (pp->seq != o->min_s + 1 + i || pp->replica != nv->replica)
             return -BEX_EINVAL;

@@ -1165,7 +1165,17 @@ static void pbft_new_view_validation_rules(void **state)
     assert_int_equal(step_nv(t, 2, nv), -BEX_EPERM);
     free(nv);
 
-    assert_int_equal(pbft_stats(t->p[2])->dropped_bad_new_view, 6);
+    /* Garbage where a PRE-PREPARE should be is refused, not trusted. */
+    nv = copy_nv(captured);
+    nv->pre_prepares[0].type = 0x1234;
+    assert_int_equal(step_nv(t, 2, nv), -BEX_EINVAL);
+    free(nv);
+    nv = copy_nv(captured);
+    nv->view_changes[0].prepared_count = PBFT_WINDOW_MAX + 7;
+    assert_int_equal(step_nv(t, 2, nv), -BEX_ELIMIT);
+    free(nv);
+
+    assert_int_equal(pbft_stats(t->p[2])->dropped_bad_new_view, 8);
     assert_int_equal(pbft_stats(t->p[2])->dropped_wrong_primary, 1);
     assert_false(pbft_view_active(t->p[2]));
 
@@ -1612,6 +1622,96 @@ static void pbft_full_window_view_change_fits_the_action_bound(void **state)
     tc_free(t);
 }
 
+
+static uint64_t rnd(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* A few plausible values and plenty of implausible ones. */
+static uint64_t rnd_field(uint64_t *x)
+{
+    switch (rnd(x) % 4) {
+    case 0:
+        return rnd(x) % 4;
+    case 1:
+        return rnd(x) % 40;
+    case 2:
+        return UINT64_MAX - rnd(x) % 3;
+    default:
+        return rnd(x);
+    }
+}
+
+static void pbft_garbage_input_is_refused_never_trusted(void **state)
+{
+    struct tc *t = tc_new(4, 2, 8, 100, 50);
+    struct pbft_view_change *vc = calloc(1, sizeof(*vc));
+    struct pbft_new_view *nv = calloc(1, sizeof(*nv));
+    uint64_t x = 0x2545f4914f6cdd1dull;
+
+    (void)state;
+    assert_non_null(vc);
+    assert_non_null(nv);
+    propose(t, 0, 1);
+    pump(t);
+    for (int i = 0; i < 20000; i++) {
+        struct pbft_msg m;
+        int rc;
+        memset(&m, 0, sizeof(m));
+        m.type = (enum pbft_msg_type)(rnd(&x) % 10);
+        m.vote.type = rnd(&x) % 3 == 0 ? (uint32_t)rnd(&x) : (uint32_t)m.type;
+        m.vote.view = rnd_field(&x);
+        m.vote.seq = rnd_field(&x);
+        m.vote.replica = (uint32_t)rnd_field(&x);
+        m.vote.digest[0] = (uint8_t)rnd(&x);
+        m.vote.sig[0] = (uint8_t)rnd(&x);
+        if (m.type == PBFT_MSG_VIEW_CHANGE) {
+            vc->new_view = rnd_field(&x);
+            vc->replica = (uint32_t)rnd_field(&x);
+            vc->stable.seq = rnd_field(&x);
+            vc->stable.count = (uint32_t)rnd_field(&x);
+            vc->prepared_count = (uint32_t)rnd_field(&x);
+            vc->prepared[0].seq = rnd_field(&x);
+            vc->prepared[0].view = rnd_field(&x);
+            vc->prepared[0].prepare_count = (uint32_t)rnd_field(&x);
+            m.view_change = rnd(&x) % 8 ? vc : NULL;
+        } else if (m.type == PBFT_MSG_NEW_VIEW) {
+            nv->view = rnd_field(&x);
+            nv->replica = (uint32_t)rnd_field(&x);
+            nv->view_change_count = (uint32_t)rnd_field(&x);
+            nv->pre_prepare_count = (uint32_t)rnd_field(&x);
+            nv->pre_prepares[0].type = (uint32_t)rnd_field(&x);
+            for (uint32_t k = 0; k < 4; k++) {
+                nv->view_changes[k] = *vc;
+                nv->view_changes[k].replica = rnd(&x) % 4 ? k : (uint32_t)rnd_field(&x);
+                if (rnd(&x) % 2)
+                    nv->view_changes[k].new_view = nv->view;
+                if (rnd(&x) % 2)
+                    nv->view_changes[k].prepared_count = (uint32_t)(rnd(&x) % 3);
+                if (rnd(&x) % 2)
+                    nv->view_changes[k].stable.count = (uint32_t)(rnd(&x) % 4);
+            }
+            m.new_view = rnd(&x) % 8 ? nv : NULL;
+        }
+        rc = pbft_step(t->p[1 + (uint32_t)(rnd(&x) % 3)], &m, &t->out);
+        assert_true(rc <= 0);
+        flush(t);
+    }
+    /* Nothing of it was believed: the cluster still agrees and moves on. */
+    assert_int_equal(pbft_view(t->p[1]), 0);
+    propose(t, 0, 2);
+    pump(t);
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(t->executed[i], 2);
+    free(vc);
+    free(nv);
+    tc_free(t);
+}
+
 /* ---------------------------------------------------------------- certificates */
 
 static void pbft_commit_certificate_verifier(void **state)
@@ -1686,6 +1786,7 @@ int main(void)
         cmocka_unit_test(pbft_quorum_of_five_needs_four),
         cmocka_unit_test(pbft_view_change_flood_is_bounded),
         cmocka_unit_test(pbft_full_window_view_change_fits_the_action_bound),
+        cmocka_unit_test(pbft_garbage_input_is_refused_never_trusted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
