@@ -199,7 +199,7 @@ void pbft__sign_vote(struct pbft *p, struct pbft_vote *v)
     p->cfg.crypto.sign(p->cfg.crypto.ctx, h, v->sig);
 }
 
-void pbft__progress(struct pbft *p)
+static void progress(struct pbft *p)
 {
     /* Castro-Liskov 4.5.2: the back-off ends once requests execute again. */
     p->backoff = 0;
@@ -225,7 +225,7 @@ void pbft__deliver(struct pbft *p, struct pbft_actions *out)
         a->cert = &e->cert;
         p->delivered = seq;
         p->stats.commits++;
-        pbft__progress(p);
+        progress(p);
     }
     BEX_ASSERT(p->executed <= p->delivered);
 }
@@ -666,7 +666,7 @@ int pbft_transferred(struct pbft *p, uint64_t seq, const uint8_t state_root[PBFT
     p->delivered = seq;
     p->executed = seq;
     memcpy(p->exec_root, state_root, PBFT_DIGEST_BYTES);
-    pbft__progress(p);
+    progress(p);
     if (seq % p->cfg.checkpoint_interval == 0 && seq <= pbft__high(p))
         pbft__own_checkpoint(p, seq, state_root, out);
     if (p->has_pending_proof && p->pending_proof.seq <= p->executed)

@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+static const struct pbft_vote *own_checkpoint_at(const struct pbft *p, uint64_t seq);
+
 static struct pbft__slot *vote_slots(struct pbft__entry *e, uint32_t type)
 {
     BEX_ASSERT(type == PBFT_MSG_PREPARE || type == PBFT_MSG_COMMIT);
@@ -121,7 +123,7 @@ static void answer_resend(struct pbft *p, struct pbft__entry *e, uint32_t from,
  */
 static void answer_behind(struct pbft *p, uint32_t from, struct pbft_actions *out)
 {
-    const struct pbft_vote *own = pbft__own_checkpoint_at(p, p->stable.seq);
+    const struct pbft_vote *own = own_checkpoint_at(p, p->stable.seq);
 
     BEX_ASSERT(from < p->cfg.n);
     BEX_ASSERT(from != p->cfg.self);
@@ -387,7 +389,7 @@ int pbft__on_vote(struct pbft *p, const struct pbft_vote *v, bool verified,
 
 /* ---------------------------------------------------------------- checkpoints */
 
-const struct pbft_vote *pbft__own_checkpoint_at(const struct pbft *p, uint64_t seq)
+static const struct pbft_vote *own_checkpoint_at(const struct pbft *p, uint64_t seq)
 {
     const struct pbft_vote *v;
 
@@ -514,7 +516,7 @@ static uint32_t proof_vouchers(const struct pbft_checkpoint_proof *proof)
 void pbft__adopt_proof(struct pbft *p, const struct pbft_checkpoint_proof *proof,
                        struct pbft_actions *out)
 {
-    const struct pbft_vote *own = pbft__own_checkpoint_at(p, proof->seq);
+    const struct pbft_vote *own = own_checkpoint_at(p, proof->seq);
     struct pbft_action *a;
 
     BEX_ASSERT(proof->seq > p->stable.seq);
@@ -613,7 +615,7 @@ void pbft__retransmit(struct pbft *p, struct pbft_actions *out)
         }
     }
     if (own->present && own->seq > p->stable.seq && pbft__room(out)) {
-        const struct pbft_vote *v = pbft__own_checkpoint_at(p, own->seq);
+        const struct pbft_vote *v = own_checkpoint_at(p, own->seq);
         if (v != NULL) {
             pbft__push_vote(p, out, PBFT_ACT_BROADCAST, 0, v);
             p->stats.retransmits++;

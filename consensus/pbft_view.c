@@ -305,7 +305,7 @@ static void try_new_view(struct pbft *p, struct pbft_actions *out)
     p->nv_present = true;
 }
 
-void pbft__start_view_change(struct pbft *p, uint64_t view, struct pbft_actions *out)
+static void start_view_change(struct pbft *p, uint64_t view, struct pbft_actions *out)
 {
     uint32_t self = p->cfg.self;
     struct pbft_view_change *vc = &p->vcs[self];
@@ -379,7 +379,7 @@ static bool join_higher_view(struct pbft *p, struct pbft_actions *out)
     if (k < p->f + 1)
         return false;
     BEX_ASSERT(views[p->f] > p->view);
-    pbft__start_view_change(p, views[p->f], out);
+    start_view_change(p, views[p->f], out);
     return true;
 }
 
@@ -537,5 +537,5 @@ void pbft__view_tick(struct pbft *p, struct pbft_actions *out)
         return;
     }
     if (p->now_ms >= p->timer_deadline_ms)
-        pbft__start_view_change(p, p->view + 1, out);
+        start_view_change(p, p->view + 1, out);
 }
