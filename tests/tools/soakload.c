@@ -535,6 +535,7 @@ static int slot_check(struct agent *a, struct slot *sl, const char *url)
             free(sl->hex);
             sl->attempt++;
             slot_sign(a, sl);
+            a->signed_n++;
             a->replaced++;
         }
     }
@@ -604,8 +605,12 @@ static int agent_submit(struct agent *a, int node, const char *url)
 
             if (sl->sent_node == node && t - sl->sent_s < RESEND_S)
                 continue;
-            /* Offered to this node long ago and still not committed: ask why. */
-            if (sl->sent_node == node && slot_check(a, sl, url) != 0) {
+            /*
+             * Offered long ago and still not committed: ask why before
+             * offering it again, as a node would take back a tx that was
+             * executed with an error (its nonce is still unused).
+             */
+            if (sl->sent_s > 0 && t - sl->sent_s >= RESEND_S && slot_check(a, sl, url) != 0) {
                 json_decref(arr);
                 return -1;
             }
