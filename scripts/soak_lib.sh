@@ -219,6 +219,34 @@ sk_all_healthy() {
     done
 }
 
+# sk_agree: every node answers status with the same height and block hash.
+sk_agree() {
+    _first=""
+    _k=0
+    while [ "$_k" -lt "$SK_NODES" ]; do
+        _st=$(sk_rpc "$_k" status)
+        _hh="$(sk_field "$_st" height) $(sk_sfield "$_st" block_hash)"
+        [ -n "$(sk_field "$_st" height)" ] || return 1
+        [ "$_k" -eq 0 ] && _first=$_hh
+        [ "$_hh" = "$_first" ] || return 1
+        _k=$((_k + 1))
+    done
+}
+
+# sk_states: one line per node: height, view, primary, view_active,
+# catching_up, peers and health.
+sk_states() {
+    _k=0
+    while [ "$_k" -lt "$SK_NODES" ]; do
+        _st=$(sk_rpc "$_k" status)
+        echo "  node$_k: height $(sk_field "$_st" height) hash $(sk_sfield "$_st" block_hash | cut -c 1-12)" \
+            "view $(sk_field "$_st" view) primary $(sk_field "$_st" primary) view_active $(sk_field "$_st" view_active)" \
+            "catching_up $(sk_field "$_st" catching_up) peers $(sk_field "$_st" peers_connected)" \
+            "mempool $(sk_field "$_st" mempool_txs) health $(sk_health "$_k") $(sk_health_body "$_k")"
+        _k=$((_k + 1))
+    done
+}
+
 # sk_wait SECONDS CMD...: runs CMD every 0.2 s until it succeeds; fails after SECONDS.
 sk_wait() {
     _deadline=$(($(sk_now) + $1))

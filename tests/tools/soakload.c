@@ -24,7 +24,9 @@
  *   A tx that waits long is looked up: one executed with an error code
  *   (which does not use its nonce, e.g. ENONCE when proposed out of order)
  *   is acknowledged with that code, and its nonce signed anew (counted as
- *   failed_code and replaced). --trace prints each agency's state every tick.
+ *   failed_code and replaced). "stuck" in the JSON names, per agency that
+ *   still has unconfirmed txs, the first of them and the node last used.
+ *   --trace prints each agency's state every tick.
  *
  * soakload verify --testnet DIR [--acked FILE] [--node K] [--timeout S]
  *   Waits (up to S seconds, default 60) until every node answers and all
@@ -789,7 +791,7 @@ static void print_run(struct soak *s)
 {
     uint64_t replaced = 0, signed_n = 0, acked = 0, foreign = 0, failed = 0, failovers = 0, resent = 0, throttled = 0,
              unconfirmed = 0, no_node = 0;
-    json_t *rej = json_object(), *out;
+    json_t *rej = json_object(), *stuck = json_array(), *out;
     char *txt;
 
     for (int i = 0; i < s->agents_n; i++) {
@@ -804,6 +806,15 @@ static void print_run(struct soak *s)
         resent += a->resent;
         throttled += a->throttled;
         unconfirmed += a->n;
+        if (a->n > 0) {
+            char idhex[ID_BYTES];
+
+            if (crypto_hex_encode(idhex, sizeof idhex, a->win[a->head].id, 32) != 0)
+                die("%s", "hex");
+            json_array_append_new(stuck, json_pack("{s:s, s:I, s:s, s:i, s:I}", "agency", a->id, "nonce",
+                                                   (json_int_t)a->win[a->head].nonce, "tx", idhex, "node", a->cur,
+                                                   "window", (json_int_t)a->n));
+        }
         no_node += a->no_node_ticks;
         for (int k = 0; k < REASONS_MAX && a->rejects[k].reason[0] != '\0'; k++) {
             json_t *v = json_object_get(rej, a->rejects[k].reason);
@@ -812,12 +823,12 @@ static void print_run(struct soak *s)
                                 json_integer((v ? json_integer_value(v) : 0) + (json_int_t)a->rejects[k].n));
         }
     }
-    out = json_pack("{s:i, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f, s:f, s:I}", "agencies",
+    out = json_pack("{s:i, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, s:I}", "agencies",
                     s->agents_n, "seconds", s->load_end_s - s->t0, "rate", s->rate, "signed", (json_int_t)signed_n,
                     "acked", (json_int_t)acked, "unconfirmed", (json_int_t)unconfirmed, "foreign",
                     (json_int_t)foreign, "failed_code", (json_int_t)failed, "replaced", (json_int_t)replaced, "failovers", (json_int_t)failovers,
                     "resent", (json_int_t)resent, "throttled", (json_int_t)throttled, "no_node_ticks",
-                    (json_int_t)no_node, "rejects", rej, "longest_stall_s", s->longest_stall_s,
+                    (json_int_t)no_node, "rejects", rej, "stuck", stuck, "longest_stall_s", s->longest_stall_s,
                     "longest_stall_end_s", s->longest_stall_end_s, "height", (json_int_t)s->max_height);
     txt = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
     printf("%s\n", txt ? txt : "{}");
