@@ -39,7 +39,6 @@
  *   (tx.get, spread over all nodes) names that height and position. Prints
  *   one JSON line; exits 1 on any disagreement, gap, loss or bad receipt.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -113,7 +112,6 @@ struct soak;
 /* One agency's load thread. */
 struct agent {
     struct soak *s;
-    int index;
     const char *id;
     int home;
     int cur; /* the node in use, -1 none */
@@ -128,7 +126,6 @@ struct agent {
     /* Counters; read by main after the thread ended. */
     uint64_t signed_n, acked, foreign, failed_code, failovers, resent, throttled, no_node_ticks;
     struct reason_count rejects[REASONS_MAX];
-    char fail[256];
     pthread_t thr;
 };
 
@@ -199,27 +196,20 @@ static void die(const char *fmt, ...)
 
 /*
  * Calls method on url. Returns 0 with *result set, 1 with *code set when the
- * node answered with a JSON-RPC error (*reason gets data.reason when given),
- * -1 when the node did not answer. params are consumed.
+ * node answered with a JSON-RPC error, -1 when the node did not answer.
+ * params are consumed.
  */
-static int call(json_t **result, int *code, char *reason, size_t reason_size, const char *url, const char *method,
-                json_t *params, uint32_t timeout_ms)
+static int call(json_t **result, int *code, const char *url, const char *method, json_t *params, uint32_t timeout_ms)
 {
     json_t *error = NULL;
     char err[HTTPC_ERR_BYTES];
     int rc = httpc_jsonrpc(result, &error, err, sizeof err, url, method, params, timeout_ms);
 
     json_decref(params);
-    if (reason_size > 0)
-        reason[0] = '\0';
     if (rc != 0)
         return -1;
     if (error != NULL) {
-        const char *r = json_string_value(json_object_get(json_object_get(error, "data"), "reason"));
-
         *code = (int)json_integer_value(json_object_get(error, "code"));
-        if (r != NULL && reason_size > 0)
-            snprintf(reason, reason_size, "%s", r);
         json_decref(error);
         return 1;
     }
@@ -232,7 +222,7 @@ static json_t *call_ok(const char *url, const char *method, json_t *params, uint
     json_t *r = NULL;
     int code;
 
-    return call(&r, &code, NULL, 0, url, method, params, timeout_ms) == 0 ? r : NULL;
+    return call(&r, &code, url, method, params, timeout_ms) == 0 ? r : NULL;
 }
 
 static bool healthy(const char *url)
@@ -370,7 +360,7 @@ static void field_name(char *buf, size_t size, int i)
  */
 static void slot_sign(struct agent *a, struct slot *sl)
 {
-    char names[FIELDS_MAX][12], title[64];
+    char names[FIELDS_MAX][16], title[64];
     int nf = a->s->fields_n;
 
     for (int i = 0; i < nf; i++)
@@ -521,7 +511,7 @@ static int slot_check(struct agent *a, struct slot *sl, const char *url)
 
     if (crypto_hex_encode(idhex, sizeof idhex, sl->id, 32) != 0)
         die("%s", "hex");
-    rc = call(&r, &code, NULL, 0, url, "tx.get", json_pack("{s:s}", "id", idhex), CALL_MS);
+    rc = call(&r, &code, url, "tx.get", json_pack("{s:s}", "id", idhex), CALL_MS);
     if (rc < 0)
         return -1;
     st = rc == 0 ? json_string_value(json_object_get(r, "status")) : NULL;
@@ -555,7 +545,7 @@ static int agent_confirm(struct agent *a, const char *url)
     uint64_t last;
     int code;
 
-    if (call(&r, &code, NULL, 0, url, "account.nonce", json_pack("{s:s}", "agency", a->id), CALL_MS) != 0)
+    if (call(&r, &code, url, "account.nonce", json_pack("{s:s}", "agency", a->id), CALL_MS) != 0)
         return -1;
     last = (uint64_t)json_integer_value(json_object_get(r, "last_committed"));
     json_decref(r);
@@ -567,7 +557,7 @@ static int agent_confirm(struct agent *a, const char *url)
 
         if (crypto_hex_encode(idhex, sizeof idhex, sl->id, 32) != 0)
             die("%s", "hex");
-        rc = call(&r, &code, NULL, 0, url, "tx.get", json_pack("{s:s}", "id", idhex), CALL_MS);
+        rc = call(&r, &code, url, "tx.get", json_pack("{s:s}", "id", idhex), CALL_MS);
         if (rc < 0)
             return -1;
         st = rc == 0 ? json_string_value(json_object_get(r, "status")) : NULL;
@@ -577,9 +567,8 @@ static int agent_confirm(struct agent *a, const char *url)
         } else {
             /* The nonce is used, but not by this tx: it is lost for good. */
             a->foreign++;
-            snprintf(a->fail, sizeof a->fail, "nonce %" PRIu64 " of %s is committed on %s, but tx %s is not",
-                     sl->nonce, a->id, url, idhex);
-            fprintf(stderr, "soakload: %s\n", a->fail);
+            fprintf(stderr, "soakload: nonce %" PRIu64 " of %s is committed on %s, but tx %s is not\n", sl->nonce,
+                    a->id, url, idhex);
         }
         json_decref(r);
         slot_drop(a);
@@ -626,7 +615,7 @@ static int agent_submit(struct agent *a, int node, const char *url)
             json_decref(arr);
             return 0;
         }
-        rc = call(&r, &code, NULL, 0, url, "tx.submit_batch", json_pack("{s:o}", "txs", arr), CALL_MS);
+        rc = call(&r, &code, url, "tx.submit_batch", json_pack("{s:o}", "txs", arr), CALL_MS);
         if (rc != 0) {
             json_decref(r);
             if (rc > 0)
@@ -903,12 +892,17 @@ static int run(int argc, char **argv)
         char path[1024], err[256];
 
         a->s = &s;
-        a->index = i;
         a->id = s.net.agency[i];
         a->home = s.net.home[i];
         a->cur = -1;
         a->cap = s.window;
-        snprintf(a->resource, sizeof a->resource, "%s/soak", a->id);
+        {
+            /* The id and the resource both live in s: copy, as snprintf must not overlap. */
+            size_t idlen = strlen(a->id);
+
+            memcpy(a->resource, a->id, idlen);
+            memcpy(a->resource + idlen, "/soak", sizeof "/soak");
+        }
         snprintf(path, sizeof path, "%s/agencies/%s/officer1.key", dir, a->id);
         if (keystore_read(&a->sk, &pk, path, s.net.passphrase, err, sizeof err) != 0)
             die("%s", err);
