@@ -93,7 +93,6 @@ recover_max_ms=0
 # shellcheck disable=SC2086 # gap and down are "LO HI"
 while [ "$(sk_now)" -lt "$end" ]; do
     # Wait until every node is healthy (the last one killed has caught up).
-    t_rec=$(sk_now_ms)
     if ! sk_wait "$recover" sk_all_healthy; then
         k=0
         while [ "$k" -lt "$nodes" ]; do
