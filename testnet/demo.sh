@@ -106,11 +106,10 @@ run() {
     err=$(cat "$errf")
 }
 
-# jv NAME [INDENT]: the value of "NAME" in $out at that indentation (default
-# 2: the top level of the receipt), quotes and trailing comma removed.
+# jv NAME: the top-level value of "NAME" in $out (bexctl indents by two
+# spaces), quotes and trailing comma removed.
 jv() {
-    _ind=$(printf "%${2:-2}s" '')
-    printf '%s\n' "$out" | sed -n "s/^$_ind\"$1\": \(.*\)\$/\1/p" | head -n 1 | sed 's/,$//; s/^"\(.*\)"$/\1/'
+    printf '%s\n' "$out" | sed -n "s/^  \"$1\": \(.*\)\$/\1/p" | head -n 1 | sed 's/,$//; s/^"\(.*\)"$/\1/'
 }
 
 # outcome NAME: a value of the "outcome" object of a receipt.
@@ -119,10 +118,28 @@ outcome() {
         head -n 1 | sed 's/,$//; s/^"\(.*\)"$/\1/'
 }
 
+# heights LO HI: "height LO", or "heights LO-HI" when they differ.
+heights() {
+    if [ "$1" = "$2" ]; then
+        printf 'height %s\n' "$1"
+    else
+        printf 'heights %s-%s\n' "$1" "$2"
+    fi
+}
+
+# receipt: the outcome of the last run's transaction, for messages.
+receipt() {
+    if [ -n "$(jv code_name)" ]; then
+        printf '%s %s\n' "$(jv code_name)" "$(jv message)"
+    else
+        printf 'no receipt\n'
+    fi
+}
+
 # committed WHAT: the last run committed a transaction that succeeded.
 committed() {
     if [ "$rc" -ne 0 ] || [ "$(jv code_name)" != OK ]; then
-        fail "$1: exit $rc, $(jv code_name) $(jv message)"
+        fail "$1: bexctl exited $rc, $(receipt)"
     fi
     err=""
 }
@@ -131,7 +148,7 @@ committed() {
 # contract refused with CODE (default EREFUSED); bexctl exits 3.
 refused() {
     if [ "$rc" -ne 3 ] || [ "$(jv code_name)" != "${2:-EREFUSED}" ]; then
-        fail "$1: exit $rc and ${2:-EREFUSED} expected, got $(jv code_name) $(jv message)"
+        fail "$1: ${2:-EREFUSED} expected, bexctl exited $rc, $(receipt)"
     fi
     err=""
 }
@@ -154,11 +171,11 @@ released_names() {
 
 # access_check AGENCY RESOURCE KEY FILE FIELDS PURPOSE: AGENCY reads record
 # KEY and must see exactly FIELDS (comma-separated), equal to the values
-# generated in FILE. Sets access_out (the result), access_id and range (the
-# heights of the request and of the owner's release).
+# generated in FILE. Sets access_out (the result), access_id, req_height
+# and rel_height (the heights of the request and of the owner's release).
 access_check() {
     run "$1" --key "$(officer "$1" 1)" --enc-key "$(enc "$1")" access "$2" "$3" --purpose "$6"
-    [ "$rc" -eq 0 ] || fail "$(short_of "$1") reads $3 of $2: exit $rc, $(jv code_name) $(jv message)"
+    [ "$rc" -eq 0 ] || fail "$(short_of "$1") reads $3 of $2: bexctl exited $rc, $(receipt)"
     err=""
     access_out=$out
     access_id=$(jv access_id)
@@ -174,7 +191,8 @@ access_check() {
     _req=$(row_of "$rows" access.request "$access_id")
     _rel=$(row_of "$rows" access.release "$access_id")
     [ -n "$_req" ] && [ -n "$_rel" ] || fail "access $access_id is not in the audit trail as requested and released"
-    range="$(printf '%s' "$_req" | cut -f 1)-$(printf '%s' "$_rel" | cut -f 1)"
+    req_height=$(printf '%s' "$_req" | cut -f 1)
+    rel_height=$(printf '%s' "$_rel" | cut -f 1)
     access_key_hash=$(printf '%s' "$_req" | cut -f 6)
 }
 
@@ -203,14 +221,23 @@ audit_rows() {
         }' | tac)
 }
 
-# published RESOURCE N: the audit trail of RESOURCE records N successful
-# publications; sets range to the heights they committed at ("6-9").
-published() {
-    audit_rows "$1"
+# publish AGENCY RESOURCE FILE: AGENCY publishes every record of the JSONL
+# FILE to RESOURCE; each must be published and in the audit trail. Sets
+# count and at (the heights they committed at, "heights 6-9").
+publish() {
+    count=$(wc -l <"$3" | tr -d ' ')
+    [ "$count" -gt 0 ] || fail "no records were generated in $3"
+    run "$1" --key "$(officer "$1" 1)" --enc-key "$(enc "$1")" record publish "$2" --file "$3"
+    if [ "$rc" -ne 0 ] || [ "$(jv published)" != "$count" ] || [ "$(jv failed)" != 0 ]; then
+        fail "$(short_of "$1") publishes $count records to $2: bexctl exited $rc, $(jv published) published, $(jv failed) failed"
+    fi
+    err=""
+    audit_rows "$2"
     _pub=$(printf '%s\n' "$rows" | awk -F '\t' '$5 == "record.publish" && $9 == 0 { n++; if (!lo) lo = $1; hi = $1 }
-        END { print n + 0, lo "-" hi }')
-    [ "${_pub%% *}" = "$2" ] || fail "the audit trail of $1 holds ${_pub%% *} publications, not $2"
-    range=${_pub#* }
+        END { print n + 0, lo, hi }')
+    [ "${_pub%% *}" = "$count" ] || fail "the audit trail of $2 holds ${_pub%% *} publications, not $count"
+    # shellcheck disable=SC2086 # two numbers
+    at=$(heights ${_pub#* })
 }
 
 # row_of ROWS ACTION ACCESS_ID: the first audit row of ACTION about that
@@ -313,7 +340,7 @@ run city.police catalog show "$VIOLATIONS"
     fail "Police's node does not show $VIOLATIONS as CONDITIONAL"
 printf '%s\n' "$out" | grep -A 2 '"name": "owner_id"' | grep -q '"sensitive": true' ||
     fail "Police's node does not show owner_id as sensitive"
-ok "Traffic registered \"Vehicle violation records\": CONDITIONAL, owner_id sensitive, read grants for police" "height $h"
+ok "Traffic registered \"Vehicle violation records\": CONDITIONAL, owner_id sensitive, read grants for the police role only" "height $h"
 
 run city.police --key "$(officer city.police 1)" grant request "$VIOLATIONS" \
     --fields plate,time,place,violation --purpose "traffic enforcement" --expires 90
@@ -337,14 +364,8 @@ approvers=$(officers_of city.traffic $(signers))
 ok "Traffic approved grant $grant_police with two officers ($approvers; 2 of 3 needed)" "height $(jv height)"
 
 sh "$tn_root/testnet/gen-violations.sh" 300 "$seed" | unique_keys >"$data/violations.jsonl" || fail "generating records"
-n_viol=$(wc -l <"$data/violations.jsonl" | tr -d ' ')
-run city.traffic --key "$(officer city.traffic 1)" --enc-key "$(enc city.traffic)" \
-    record publish "$VIOLATIONS" --file "$data/violations.jsonl"
-[ "$rc" -eq 0 ] && [ "$(jv published)" = "$n_viol" ] && [ "$(jv failed)" = 0 ] ||
-    fail "Traffic publishes $n_viol records: exit $rc, $(jv published) published, $(jv failed) failed"
-err=""
-published "$VIOLATIONS" "$n_viol"
-ok "Traffic published $n_viol generated records: every field sealed, every plate hashed" "heights $range"
+publish city.traffic "$VIOLATIONS" "$data/violations.jsonl"
+ok "Traffic published $count generated records: every field sealed, every plate hashed" "$at"
 
 # The plate Police looks up: one in the middle of the file.
 plate=$(sed -n 42p "$data/violations.jsonl" | cut -d '"' -f 4)
@@ -352,13 +373,13 @@ access_check city.police "$VIOLATIONS" "$plate" "$data/violations.jsonl" plate,t
     "traffic enforcement: case 2026-1187"
 plate_hash=$access_key_hash
 ok "Police read $plate, exactly the granted fields: $(released time), $(released place), $(released violation)" \
-    "heights $range"
+    "$(heights "$req_height" "$rel_height")"
 
 run city.police query access get "{\"id\": $access_id}"
 keys=$(printf '%s\n' "$out" | sed -n 's/^      "field": "\(.*\)",\{0,1\}$/\1/p' | paste -sd, -)
 [ "$rc" -eq 0 ] && [ "$keys" = plate,time,place,violation ] ||
     fail "access $access_id carries keys for \"$keys\", not plate,time,place,violation"
-ok "Traffic's node released keys for $keys only: fine and owner_id stay sealed"
+ok "Traffic's node released keys for $(printf '%s' "$keys" | sed 's/,/, /g') only: fine and owner_id stay sealed"
 
 run city.police --key "$(officer city.police 1)" grant request "$VIOLATIONS" \
     --fields owner_id --purpose "identify the vehicle owner" --expires 90
@@ -393,14 +414,8 @@ run city.tax --key "$(officer city.tax 1)" catalog register "$data/credit-rating
 committed "Tax registers $CREDIT"
 ok "Tax registered \"Enterprise credit ratings\": UNCONDITIONAL" "height $(jv height)"
 sh "$tn_root/testnet/gen-credit.sh" 120 "$seed" | unique_keys >"$data/credit-ratings.jsonl" || fail "generating ratings"
-n_credit=$(wc -l <"$data/credit-ratings.jsonl" | tr -d ' ')
-run city.tax --key "$(officer city.tax 1)" --enc-key "$(enc city.tax)" \
-    record publish "$CREDIT" --file "$data/credit-ratings.jsonl"
-[ "$rc" -eq 0 ] && [ "$(jv published)" = "$n_credit" ] ||
-    fail "Tax publishes $n_credit ratings: exit $rc, $(jv published) published"
-err=""
-published "$CREDIT" "$n_credit"
-ok "Tax published $n_credit ratings (unified social credit codes, company names)" "heights $range"
+publish city.tax "$CREDIT" "$data/credit-ratings.jsonl"
+ok "Tax published $count ratings (unified social credit codes, company names)" "$at"
 i=7
 for who in city.police city.traffic; do
     run "$who" --key "$(officer "$who" 1)" grant request "$CREDIT" \
@@ -413,7 +428,7 @@ for who in city.police city.traffic; do
     access_check "$who" "$CREDIT" "$code" "$data/credit-ratings.jsonl" credit_code,company,rating,year \
         "vetting of contractors"
     ok "$(short_of "$who") got grant $g at once, no approval, and read $code: $(released company), rating $(released rating) ($(released year))" \
-        "heights $hg-${range#*-}"
+        "$(heights "$hg" "$rel_height")"
     i=$((i + 31))
 done
 
@@ -435,15 +450,9 @@ committed "Health registers $EPIDEMIC"
 ok "Health registered \"Epidemic daily figures by district\": UNCONDITIONAL" "height $(jv height)"
 sh "$tn_root/testnet/gen-epidemic.sh" 7 "$(date -u -d yesterday +%Y-%m-%d)" "$seed" >"$data/epidemic-daily.jsonl" ||
     fail "generating figures"
-n_epi=$(wc -l <"$data/epidemic-daily.jsonl" | tr -d ' ')
-run city.health --key "$(officer city.health 1)" --enc-key "$(enc city.health)" \
-    record publish "$EPIDEMIC" --file "$data/epidemic-daily.jsonl"
-[ "$rc" -eq 0 ] && [ "$(jv published)" = "$n_epi" ] ||
-    fail "Health publishes $n_epi figures: exit $rc, $(jv published) published"
-err=""
-published "$EPIDEMIC" "$n_epi"
-ok "Health published $n_epi figures: 16 districts, 7 days" "heights $range"
-i=$((n_epi - 15))
+publish city.health "$EPIDEMIC" "$data/epidemic-daily.jsonl"
+ok "Health published $count figures: 16 districts, 7 days" "$at"
+i=$((count - 15))
 for who in city.traffic city.police city.tax; do
     run "$who" --key "$(officer "$who" 1)" grant request "$EPIDEMIC" \
         --fields date,district,new_confirmed,in_hospital --purpose "daily situation report" --expires 30
@@ -454,7 +463,7 @@ for who in city.traffic city.police city.tax; do
     access_check "$who" "$EPIDEMIC" "$key" "$data/epidemic-daily.jsonl" date,district,new_confirmed,in_hospital \
         "daily situation report"
     ok "$(short_of "$who") read $(released district), $(released date): new confirmed $(released new_confirmed), in hospital $(released in_hospital)" \
-        "heights $hg-${range#*-}"
+        "$(heights "$hg" "$rel_height")"
     i=$((i + 5))
 done
 
@@ -483,13 +492,8 @@ run city.health --key "$(officer city.health 1)" catalog register "$data/patient
 committed "Health registers $PATIENTS"
 ok "Health registered \"Patient medical records\": NONE, legal basis: $basis" "height $(jv height)"
 sh "$tn_root/testnet/gen-patients.sh" 20 "$seed" | unique_keys >"$data/patient-records.jsonl" || fail "generating patients"
-n_pat=$(wc -l <"$data/patient-records.jsonl" | tr -d ' ')
-run city.health --key "$(officer city.health 1)" --enc-key "$(enc city.health)" \
-    record publish "$PATIENTS" --file "$data/patient-records.jsonl"
-[ "$rc" -eq 0 ] && [ "$(jv published)" = "$n_pat" ] ||
-    fail "Health publishes $n_pat patient records: exit $rc, $(jv published) published"
-err=""
-ok "Health published $n_pat patient records, sealed, keyed by hashed id numbers"
+publish city.health "$PATIENTS" "$data/patient-records.jsonl"
+ok "Health published $count patient records, sealed, keyed by hashed id numbers" "$at"
 run city.police --key "$(officer city.police 1)" grant request "$PATIENTS" \
     --fields name,diagnosis --purpose "criminal investigation" --expires 30
 refused "Police requests $PATIENTS"
@@ -526,7 +530,7 @@ for claim in "$right" "$wrong"; do
     [ "$claim" = "$wrong" ] && want=no
     run city.tax --key "$(officer city.tax 1)" --enc-key "$(enc city.tax)" \
         verify "$VIOLATIONS" "$vplate" owner_id "$claim" --purpose "vehicle purchase tax: declared owner"
-    [ "$rc" -eq 0 ] || fail "Tax verifies owner_id of $vplate: exit $rc, $(jv code_name) $(jv message)"
+    [ "$rc" -eq 0 ] || fail "Tax verifies owner_id of $vplate: bexctl exited $rc, $(receipt)"
     err=""
     got=no
     [ "$(jv match)" = true ] && got=yes
@@ -537,8 +541,8 @@ for claim in "$right" "$wrong"; do
     vans=$(row_of "$rows" verify.answer "$vid")
     [ -n "$vreq" ] && [ -n "$vans" ] || fail "verification $vid is not in the audit trail as asked and answered"
     vtxs="$vtxs $(printf '%s' "$vreq" | cut -f 3)"
-    ok "Is the owner of $vplate $claim? Traffic's node answered $got" \
-        "heights $(printf '%s' "$vreq" | cut -f 1)-$(printf '%s' "$vans" | cut -f 1)"
+    ok "Is $claim the owner id of $vplate? Traffic's node answered $got" \
+        "$(heights "$(printf '%s' "$vreq" | cut -f 1)" "$(printf '%s' "$vans" | cut -f 1)")"
 done
 vplate_hash=$(printf '%s' "$vreq" | cut -f 6)
 for tx in $vtxs; do
