@@ -115,6 +115,8 @@ struct node {
     uint32_t commits_head, commits_n;
 
     uint64_t peer_height[P2P_PEERS_MAX];
+    uint64_t peer_view[P2P_PEERS_MAX]; /* from their HELLOs */
+    uint64_t last_tick_ms;
     uint64_t fetch_target;
     uint64_t fetch_sent_ms;
     uint32_t fetch_rr;
