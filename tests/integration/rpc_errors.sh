@@ -218,4 +218,15 @@ it_match "timeouts counted" "$m" '^bex_rpc_timeouts_total [1-9]'
 for k in 0 1 2 3; do
     it_running "$k" || it_fail "node$k exited"
 done
+
+# ---- GET /health says 503 once the node cannot reach a quorum
+it_stop 3
+it_stop 2
+health_503() {
+    [ "$(curl -sS -o "$IT_DIR/health" -w '%{http_code}' "$U/health")" = 503 ]
+}
+it_wait 15 "node0's /health answers 503 with two peers gone" health_503 &&
+    jq -e '.status == "unavailable" and (.reason | test("connected to 2 of 4"))' "$IT_DIR/health" >/dev/null ||
+    it_fail "/health without a quorum: $(cat "$IT_DIR/health")"
+expect "status still answers" "$(req status '{}')" '.result.peers_connected == 1'
 it_done
