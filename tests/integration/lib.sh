@@ -462,3 +462,24 @@ it_sign() {
 it_next_nonce() {
     it_rpc_result "$1" account.nonce "{\"agency\":\"$2\"}" .next
 }
+
+# it_block_txs K FROM TO: prints "height txid" for every tx of blocks FROM..TO
+# of node K, in chain order.
+it_block_txs() {
+    it_blocks "$1" "$2" "$3" '.txs | join(" ")' | awk '{ for (i = 2; i <= NF; i++) print $1, $i }'
+}
+
+# it_no_dup_txs K TO: no tx id appears twice in blocks 1..TO of node K (a tx
+# committed twice); prints each duplicate with its heights and its receipt.
+it_no_dup_txs() {
+    it_block_txs "$1" 1 "$2" >"$IT_DIR/txs.$1"
+    _dups=$(awk '{ print $2 }' "$IT_DIR/txs.$1" | sort | uniq -d)
+    [ -z "$_dups" ] && return 0
+    it_fail "node$1: $(echo "$_dups" | wc -l) tx ids appear in more than one block of 1..$2"
+    for _d in $(echo "$_dups" | head -5); do
+        echo "  $_d at heights $(awk -v d="$_d" '$2 == d { printf "%s ", $1 }' "$IT_DIR/txs.$1")," \
+            "receipt $(it_rpc_result "$(it_url "$1")" tx.get "{\"id\":\"$_d\"}" '"height \(.height) index \(.index) code \(.code_name) nonce \(.nonce)"')"
+    done
+    it_blocks "$1" 1 "$2" '"view \(.view) cert view \(.cert.view) proposer \(.proposer) txs \(.txs | length)"' | sed 's/^/  block /'
+    return 1
+}
