@@ -9,19 +9,6 @@
 # Each time one other backup is then stopped: the three left, the returned
 # replica among them, must still commit (the test prints how long it took).
 #
-# PENDING: case 1 fails every time, case 2 now and then (1 run in 8 of
-# node_partition.sh).
-#  1. The restarted old primary stays in view 0 ("restored N persisted
-#     messages", then status.view 0 while the others report 1) and keeps
-#     proposing stale heights as view 0's primary; the others log "invalid
-#     proposal from 0: height 15 out of reach (executed 55)". Its ledger
-#     catches up by fetching, its consensus state does not.
-#  2. The resumed backup finds its request timer expired, starts a view
-#     change to view 1 on its own ("consensus: view change to view 1") and
-#     stays there while the others go on in view 0.
-# Until the next view change the returned replica does not vote with the
-# others, so the network runs on three replicas out of four; when one more
-# stops, the three left recover only through another view change.
 . "$(dirname "$0")/lib.sh"
 
 it_setup node_rejoin_view

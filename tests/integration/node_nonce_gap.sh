@@ -5,12 +5,6 @@
 # propose it, so the backups must not take it for a request the primary
 # ignores: no view change, and other senders' txs commit as usual.
 #
-# PENDING: one such transaction makes the network change view for ever. From
-# the moment it is in the mempools the backups' request timer fires every
-# view_timeout_ms (with back-off: 1, 2, 4, 8, 16, 32, 32 ... s): "consensus:
-# view change to view 1", "view 2", ..., even while other txs commit, until
-# the gap is filled. Any officer of any agency can trigger it (by mistake or
-# not) with one tx.
 . "$(dirname "$0")/lib.sh"
 
 it_setup node_nonce_gap

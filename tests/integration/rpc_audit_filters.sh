@@ -3,12 +3,6 @@
 # key and by acting agency, and bexctl audit --resource/--key/--agency) list
 # every entry that matches, the same as filtering the whole trail.
 #
-# PENDING: on a real node they drop entries. contracts/audit.c main_key()
-# formats the index key's last 25 characters with "%s", but the keys a node
-# iterates are LMDB keys, not NUL-terminated, so the main key read runs past
-# the index key into whatever follows it in the page and is usually not found
-# (the entry is then skipped as missing). memstore keys happen to be C strings,
-# so the unit tests do not see it. Fix: "audit/e/%.*s" with the length.
 . "$(dirname "$0")/lib.sh"
 
 it_setup rpc_audit_filters

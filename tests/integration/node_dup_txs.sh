@@ -7,18 +7,6 @@
 # change view and the new primary re-proposes that block; then the old
 # primary is resumed. Up to five rounds, every block of every node checked.
 #
-# PENDING: the new primary builds its next block from its mempool before the
-# re-proposed block is executed, so that block's transactions are proposed
-# and committed a second time in the next block. block.get then lists the
-# same tx ids at two heights, e.g. "block 8 view 2 cert view 3 proposer 2
-# txs 500" and "block 9 view 3 cert view 3 proposer 3 txs 1000", the 500 of
-# block 8 again in block 9; tx.get keeps the first receipt (height 8, code
-# OK) and committed_txs does not count them twice, so the second copies are
-# dropped at execution, but they take block space and the blocks no longer
-# say which txs they committed. Seen without any pause too, in
-# node_commit.sh, when the machine is slow enough for a spurious view change
-# at height 0 ("view change to view 1" at h0; block 1 "view 0 cert view 1",
-# block 2 by the new primary with 2000 txs, 500 of them block 1's).
 . "$(dirname "$0")/lib.sh"
 
 it_setup node_dup_txs

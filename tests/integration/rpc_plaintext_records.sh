@@ -4,12 +4,6 @@
 # record is answered by the owner's node (released or denied, not left open),
 # and a verification of a plaintext field is answered by its value.
 #
-# PENDING: node/node_release.c answer_access() skips every field that is not
-# sealed and submits access.release with no keys, which the access contract
-# refuses ("a release carries 1 to 64 keys", code EINVAL): the access stays
-# ACCESS_OPEN for ever and the consumer waits until its timeout.
-# answer_verify() only compares sealed fields, so a verification of a
-# plaintext field is answered "no" even when the claim is right.
 . "$(dirname "$0")/lib.sh"
 
 it_setup rpc_plaintext_records
