@@ -929,6 +929,18 @@ static void update_catchup(struct node *n)
         if (i != n->self && p2p_peer_up(&n->p2p, i) && n->peer_height[i] > best)
             best = n->peer_height[i];
     }
+    /*
+     * Far behind: fetch now. One block behind is normal in flight, but if it
+     * lasts (this replica sits in a view change the others did not join, or
+     * missed a commit), fetch that block too.
+     */
+    if (best <= h) {
+        n->behind_since_ms = 0;
+    } else if (n->behind_since_ms == 0) {
+        n->behind_since_ms = mono_ms(n);
+    } else if (mono_ms(n) - n->behind_since_ms >= 2 * FETCH_RETRY_MS && best > n->fetch_target) {
+        n->fetch_target = best;
+    }
     if (best > n->fetch_target && best > h + 1)
         n->fetch_target = best;
     n->catching_up = n->fetch_target > h + 1;

@@ -72,6 +72,8 @@ fi
 
 for t in tests/integration/*.sh; do
     [ -f "$t" ] || continue
+    # Shared helpers, sourced by the tests, are not tests themselves.
+    case $(basename "$t") in lib.sh | *_lib.sh) continue ;; esac
     name=$(basename "$t" .sh)
     if B=$B sh "$t" >"$log/it-$name.log" 2>&1; then
         pass=$((pass + 1))
