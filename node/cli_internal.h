@@ -152,7 +152,8 @@ size_t cli_text_width(const char *s);
 
 /*
  * Prints the members of a JSON object as aligned "name: value" lines:
- * strings as they are (control characters as '?'), null as "-", arrays of
+ * strings as they are (control characters as '?'), empty strings and null
+ * as "-", arrays of
  * scalars comma-separated, other arrays and objects as compact JSON.
  * Returns 0 or -BEX_EIO.
  */
@@ -317,8 +318,8 @@ BEX_MUST_USE int cli_tx_result(ProtobufCMessage **out, const char *cmd, const js
 
 /*
  * Prints the outcome of a write that ended with rc (from cli_tx_send()):
- * with --no-wait "submitted tx ID"; else the tx id, height and the decoded
- * result as fields; with --json the receipt with the decoded result under
+ * with --no-wait "submitted tx ID"; else the tx id, height and the scalar
+ * members of the decoded result as fields; with --json the receipt with the decoded result under
  * "outcome" (also for a failed receipt). Returns rc, or CLI_EXIT_FAIL when
  * the output cannot be written.
  */

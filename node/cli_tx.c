@@ -371,6 +371,26 @@ static json_t *decoded_outcome(const char *cmd, const json_t *receipt)
     return j;
 }
 
+/* Prints the scalar members of a result: a summary, not the whole message. */
+static int print_summary(FILE *f, const json_t *outcome)
+{
+    json_t *brief = json_object();
+    const char *key;
+    json_t *v;
+    int rc;
+
+    if (brief == NULL)
+        return -BEX_ENOMEM;
+    json_object_foreach((json_t *)outcome, key, v)
+    {
+        if (!json_is_object(v) && !json_is_array(v))
+            json_object_set(brief, key, v);
+    }
+    rc = cli_print_fields(f, brief);
+    json_decref(brief);
+    return rc;
+}
+
 int cli_tx_print(const struct cli_ctx *ctx, const char *cmd, int rc, json_t *receipt, const char *id)
 {
     json_t *outcome = NULL;
@@ -395,7 +415,7 @@ int cli_tx_print(const struct cli_ctx *ctx, const char *cmd, int rc, json_t *rec
         } else if (rc == CLI_EXIT_OK) {
             fprintf(ctx->out, "tx %s committed at height %s\n", id, cli_json_text(h, sizeof(h), receipt, "height"));
             if (outcome != NULL)
-                out_rc = cli_print_fields(ctx->out, outcome);
+                out_rc = print_summary(ctx->out, outcome);
         }
     }
     json_decref(outcome);
