@@ -16,9 +16,10 @@ const char cli_globals_usage[] =
     "  --enc-key FILE         the agency's encryption keystore (records, access, verify)\n"
     "  --agency ID            the agency acting (default $BEX_AGENCY, else found by --key)\n"
     "  --passphrase-file FILE passphrase of the keystores (default $BEX_PASSPHRASE or asked)\n"
-    "  --json                 print one JSON document (also accepted after COMMAND)\n"
+    "  --json                 print one JSON document\n"
     "  --no-wait              return once the node accepts a transaction\n"
-    "  --timeout S            seconds to wait for a commit or an owner's answer (default 30)\n";
+    "  --timeout S            seconds to wait for a commit or an owner's answer (default 30)\n"
+    "--json, --no-wait and --timeout may also follow COMMAND.\n";
 
 /*
  * Matches "--name VALUE" or "--name=VALUE" at argv[*i]. Returns 1 and sets
@@ -147,6 +148,19 @@ int cli_args_parse(struct cli_args *a, struct cli_ctx *ctx, const struct cli_com
         }
         if (strcmp(arg, "--json") == 0) {
             ctx->json = true;
+            continue;
+        }
+        if (strcmp(arg, "--no-wait") == 0) {
+            ctx->no_wait = true;
+            continue;
+        }
+        const char *t = NULL;
+        int tm = match_value(&t, argc, argv, &i, "--timeout");
+        if (tm != 0) {
+            uint64_t sec;
+            if (tm < 0 || cli_parse_u64(&sec, t, 1, CLI_TIMEOUT_S_MAX) != 0)
+                return cli_usage_error(cmd, "--timeout takes whole seconds from 1 to %u", CLI_TIMEOUT_S_MAX);
+            ctx->timeout_ms = (uint32_t)(sec * 1000);
             continue;
         }
         size_t k;

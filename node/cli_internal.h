@@ -76,7 +76,8 @@ struct cli_args {
 
 /*
  * Parses argv[first..] for cmd against opts (at most CLI_OPTS_MAX; at most
- * one CLI_OPT_MULTI). "--json" is accepted anywhere and sets ctx->json;
+ * one CLI_OPT_MULTI). "--json", "--no-wait" and "--timeout S" are accepted
+ * anywhere and set ctx like the global options;
  * "--help" prints cmd->usage to ctx->out; "--" ends the options. Returns
  * CLI_EXIT_OK or CLI_EXIT_USAGE.
  */
