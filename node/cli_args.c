@@ -5,6 +5,7 @@
 #include "cli_internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,10 +46,15 @@ static int match_value(const char **value, int argc, char **argv, int *i, const 
     return 1;
 }
 
-static int globals_error(const char *fmt, const char *arg)
+static int globals_error(const char *fmt, ...) BEX_PRINTF(1, 2);
+
+static int globals_error(const char *fmt, ...)
 {
+    va_list ap;
     fputs("bexctl: ", stderr);
-    fprintf(stderr, fmt, arg);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fputs(" (see 'bexctl --help')\n", stderr);
     return CLI_EXIT_USAGE;
 }
@@ -97,7 +103,7 @@ int cli_globals_parse(struct cli_ctx *ctx, int *cmd_index, int argc, char **argv
             break;
         case 1:
             if (ctx->key_count == CLI_KEYS_MAX)
-                return globals_error("at most 16 --key files%s", "");
+                return globals_error("at most %d --key files", CLI_KEYS_MAX);
             ctx->keys[ctx->key_count++] = v;
             break;
         case 2:

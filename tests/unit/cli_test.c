@@ -959,6 +959,16 @@ static void cli_args_parse_options_and_positionals(void **state)
     assert_true(ctx.json);
     assert_false(a.help);
 
+    /* --no-wait and --timeout may follow the command, like --json. */
+    struct cli_ctx late = {.out = stdout, .timeout_ms = CLI_TIMEOUT_MS_DEFAULT};
+    char *trailing[] = {"grant", "x", "p1", "--timeout", "9", "--no-wait"};
+    assert_int_equal(cli_args_parse(&a, &late, &cli_grant, opts, 3, 6, trailing, 2), CLI_EXIT_OK);
+    assert_int_equal(late.timeout_ms, 9000);
+    assert_true(late.no_wait);
+    assert_int_equal(a.npos, 1);
+    char *bad_timeout[] = {"grant", "x", "--timeout=0"};
+    assert_int_equal(cli_args_parse(&a, &late, &cli_grant, opts, 3, 3, bad_timeout, 2), CLI_EXIT_USAGE);
+
     char *unknown[] = {"grant", "x", "--nope"};
     assert_int_equal(cli_args_parse(&a, &ctx, &cli_grant, opts, 3, 3, unknown, 2), CLI_EXIT_USAGE);
     char *missing[] = {"grant", "x", "--reason"};
