@@ -34,6 +34,7 @@
 #define CLI_PAGE_LIMIT 500u          /* items asked per page */
 #define CLI_PAGES_MAX 1000u          /* pages one list walks */
 #define CLI_BATCH_TXS 200u           /* transactions per tx.submit_batch */
+#define CLI_NONCE_ATTEMPTS 3         /* submissions of one write when its nonce is taken */
 #define CLI_LINE_BYTES_MAX (1u << 20) /* a line of a records file */
 #define CLI_FILE_BYTES_MAX (1u << 20) /* a resource JSON file */
 #define CLI_FIELDS_MAX 64            /* fields of one record (the contract's bound) */
@@ -298,8 +299,9 @@ BEX_MUST_USE int cli_tx_build(const struct cli_signer *s, const char *cmd, uint8
 BEX_MUST_USE int cli_tx_wait(const struct cli_ctx *ctx, const char *cmd, json_t **receipt, const char *id_hex);
 
 /*
- * The whole write: nonce, sign, tx.submit and, unless ctx->no_wait, wait
- * for the commit. *receipt is NULL after --no-wait. A failed receipt
+ * The whole write: nonce, sign, tx.submit (again with a fresh nonce, up to
+ * CLI_NONCE_ATTEMPTS times, when a concurrent client of the same agency
+ * took it) and, unless ctx->no_wait, wait for the commit. *receipt is NULL after --no-wait. A failed receipt
  * returns CLI_EXIT_REJECTED with the receipt set and the failure printed.
  */
 BEX_MUST_USE int cli_tx_send(const struct cli_ctx *ctx, const char *cmd, const struct cli_signer *s,

@@ -134,6 +134,7 @@ struct fake {
     json_t *txs;    /* id hex -> tx.get answer */
     json_t *blocks; /* block.get answers, index height - 1 */
     bool hold;      /* the owner service leaves accesses open */
+    int steal;      /* refuse this many tx.submit calls with ENONCE */
     size_t batches; /* tx.submit_batch calls */
 };
 
@@ -528,6 +529,12 @@ static void m_submit(struct rpc_call *call, const json_t *params, void *ud)
     }
     next_nonces(f, next);
     int rc = fake_check(txs[0], lens[0], next, why, sizeof(why));
+    /* Another client of the same agency got there first. */
+    if (rc == 0 && f->steal > 0) {
+        f->steal--;
+        rc = BEX_ENONCE;
+        snprintf(why, sizeof(why), "nonce taken");
+    }
     if (rc != 0) {
         free(txs[0]);
         rpc_reply_bex(call, RPC_TX_REJECTED, rc, why);
@@ -671,6 +678,17 @@ static void m_hold(struct rpc_call *call, const json_t *params, void *ud)
     rpc_reply(call, json_pack("{s:b}", "hold", on));
 }
 
+/* test.steal {n}: the next n tx.submit calls are refused with ENONCE. */
+static void m_steal(struct rpc_call *call, const json_t *params, void *ud)
+{
+    struct fake *f = ud;
+    uint64_t n = 0;
+    if (rpc_param_uint64(call, &n, params, "n", RPC_REQUIRED) != 0)
+        return;
+    f->steal = (int)n;
+    rpc_reply(call, json_pack("{s:I}", "steal", (json_int_t)n));
+}
+
 /* test.batches {}: how many tx.submit_batch calls arrived. */
 static void m_batches(struct rpc_call *call, const json_t *params, void *ud)
 {
@@ -701,7 +719,7 @@ static int fake_setup(void **state)
                    {"tx.submit", m_submit},     {"tx.submit_batch", m_submit_batch},
                    {"tx.get", m_tx_get},        {"tx.wait", m_tx_get},      {"block.get", m_block},
                    {"state.query", m_query},    {"test.grep", m_grep},      {"test.hold", m_hold},
-                   {"test.batches", m_batches}};
+                   {"test.batches", m_batches}, {"test.steal", m_steal}};
     struct rpc_config cfg;
     const struct exec_output *out;
     Bex__Agency msgs[AGENCIES];
@@ -871,6 +889,16 @@ static void set_hold(bool on)
     json_t *res = NULL, *params = json_pack("{s:b}", "on", on);
     struct cli_rpc_err e;
     assert_int_equal(cli_rpc_try(&ctx, &res, &e, "test.hold", params, 5000), CLI_EXIT_OK);
+    json_decref(res);
+    json_decref(params);
+}
+
+static void steal(int n)
+{
+    struct cli_ctx ctx = {.node = F.url};
+    json_t *res = NULL, *params = json_pack("{s:i}", "n", n);
+    struct cli_rpc_err e;
+    assert_int_equal(cli_rpc_try(&ctx, &res, &e, "test.steal", params, 5000), CLI_EXIT_OK);
     json_decref(res);
     json_decref(params);
 }
@@ -1708,6 +1736,37 @@ static void cli_tx_block_and_no_wait(void **state)
     assert_int_equal(NODE("--key", P0, "--agency", "city.tax", "grant", "escalate", "1"), CLI_EXIT_REJECTED);
 }
 
+static void cli_nonce_retry_and_passphrases(void **state)
+{
+    (void)state;
+    const char *file = write_file("v.json", VEHICLES);
+    /* Two nonces lost to concurrent clients: the third attempt commits. */
+    steal(2);
+    assert_int_equal(NODE("--key", T0, "catalog", "register", file), CLI_EXIT_OK);
+    assert_out_has("committed at height 1\n");
+    steal(CLI_NONCE_ATTEMPTS);
+    assert_int_equal(NODE("--key", T0, "catalog", "update", file), CLI_EXIT_REJECTED);
+    steal(0);
+
+    /* A passphrase file instead of the environment; a wrong one fails cleanly. */
+    unsetenv(KEYSTORE_PASSPHRASE_ENV);
+    const char *good = write_file("pass", PASS "\n");
+    const char *bad = write_file("bad-pass", "not it\n");
+    assert_int_equal(NODE("--key", T0, "--passphrase-file", good, "catalog", "update", file), CLI_EXIT_OK);
+    assert_out_has("version:          2\n");
+    assert_int_equal(NODE("--key", T0, "--passphrase-file", bad, "catalog", "update", file), CLI_EXIT_FAIL);
+    setenv(KEYSTORE_PASSPHRASE_ENV, PASS, 1);
+    /* The agency is found from the key; a key of no agency is an error. */
+    struct crypto_seckey sk;
+    struct crypto_pubkey pk;
+    char stray[128], err[256];
+    derive(&sk, &pk, "nobody", "officer");
+    snprintf(stray, sizeof(stray), "%s/stray.key", DIR_);
+    assert_int_equal(keystore_write(stray, &sk, PASS, KEYSTORE_SCRYPT_LOG2N_MIN, KEYSTORE_REPLACE, err, sizeof(err)),
+                     0);
+    assert_int_equal(NODE("--key", stray, "catalog", "update", file), CLI_EXIT_FAIL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1728,6 +1787,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(cli_unconditional_records_keep_their_keys, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(cli_publish_file_in_batches, fake_setup, fake_teardown),
         cmocka_unit_test_setup_teardown(cli_tx_block_and_no_wait, fake_setup, fake_teardown),
+        cmocka_unit_test_setup_teardown(cli_nonce_retry_and_passphrases, fake_setup, fake_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
