@@ -97,4 +97,7 @@ extern const struct cli_command cli_verify;
 /* bexctl audit: who did what, when. */
 extern const struct cli_command cli_audit;
 
+/* bexctl testnet init: keys, genesis and node configs for a local network. */
+extern const struct cli_command cli_testnet;
+
 #endif
