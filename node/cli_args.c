@@ -20,7 +20,7 @@ const char cli_globals_usage[] =
     "  --json                 print one JSON document\n"
     "  --no-wait              return once the node accepts a transaction\n"
     "  --timeout S            seconds to wait for a commit or an owner's answer (default 30)\n"
-    "--json, --no-wait and --timeout may also follow COMMAND.\n";
+    "All but --key and --agency may also follow COMMAND.\n";
 
 /*
  * Matches "--name VALUE" or "--name=VALUE" at argv[*i]. Returns 1 and sets
@@ -128,6 +128,41 @@ int cli_globals_parse(struct cli_ctx *ctx, int *cmd_index, int argc, char **argv
     return CLI_EXIT_OK;
 }
 
+/*
+ * A global option after the command: --node, --enc-key, --passphrase-file
+ * and --timeout mean nothing else to any command, so they are taken here
+ * (--key and --agency are not: record publish and audit give them a
+ * meaning of their own). Returns 1 when argv[*i] was one, 0 when it is not,
+ * -1 after a usage error.
+ */
+static int trailing_global(struct cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv, int *i)
+{
+    const char **slots[] = {&ctx->node, &ctx->enc_key, &ctx->passphrase_file};
+    static const char *const names[] = {"--node", "--enc-key", "--passphrase-file"};
+    const char *v = NULL;
+    uint64_t sec;
+    int m;
+
+    for (size_t k = 0; k < BEX_ARRAY_LEN(names); k++) {
+        if ((m = match_value(&v, argc, argv, i, names[k])) == 0)
+            continue;
+        if (m < 0 || v[0] == '\0') {
+            cli_usage_error(cmd, "%s needs a non-empty value", names[k]);
+            return -1;
+        }
+        *slots[k] = v;
+        return 1;
+    }
+    if ((m = match_value(&v, argc, argv, i, "--timeout")) == 0)
+        return 0;
+    if (m < 0 || cli_parse_u64(&sec, v, 1, CLI_TIMEOUT_S_MAX) != 0) {
+        cli_usage_error(cmd, "--timeout takes whole seconds from 1 to %u", CLI_TIMEOUT_S_MAX);
+        return -1;
+    }
+    ctx->timeout_ms = (uint32_t)(sec * 1000);
+    return 1;
+}
+
 int cli_args_parse(struct cli_args *a, struct cli_ctx *ctx, const struct cli_command *cmd,
                    const struct cli_opt *opts, size_t nopts, int argc, char **argv, int first)
 {
@@ -160,15 +195,11 @@ int cli_args_parse(struct cli_args *a, struct cli_ctx *ctx, const struct cli_com
             ctx->no_wait = true;
             continue;
         }
-        const char *t = NULL;
-        int tm = match_value(&t, argc, argv, &i, "--timeout");
-        if (tm != 0) {
-            uint64_t sec;
-            if (tm < 0 || cli_parse_u64(&sec, t, 1, CLI_TIMEOUT_S_MAX) != 0)
-                return cli_usage_error(cmd, "--timeout takes whole seconds from 1 to %u", CLI_TIMEOUT_S_MAX);
-            ctx->timeout_ms = (uint32_t)(sec * 1000);
+        int g = trailing_global(ctx, cmd, argc, argv, &i);
+        if (g < 0)
+            return CLI_EXIT_USAGE;
+        if (g > 0)
             continue;
-        }
         size_t k;
         int m = 0;
         const char *v = "";

@@ -77,8 +77,9 @@ struct cli_args {
 
 /*
  * Parses argv[first..] for cmd against opts (at most CLI_OPTS_MAX; at most
- * one CLI_OPT_MULTI). "--json", "--no-wait" and "--timeout S" are accepted
- * anywhere and set ctx like the global options;
+ * one CLI_OPT_MULTI). The global options other than --key and --agency
+ * (--json, --no-wait, --timeout, --node, --enc-key, --passphrase-file) are
+ * accepted anywhere and set ctx;
  * "--help" prints cmd->usage to ctx->out; "--" ends the options. Returns
  * CLI_EXIT_OK or CLI_EXIT_USAGE.
  */

@@ -994,6 +994,14 @@ static void cli_args_parse_options_and_positionals(void **state)
     assert_int_equal(late.timeout_ms, 9000);
     assert_true(late.no_wait);
     assert_int_equal(a.npos, 1);
+    char *globals[] = {"grant", "x", "--node", "http://n:9", "--enc-key=e.key", "--passphrase-file", "p"};
+    assert_int_equal(cli_args_parse(&a, &late, &cli_grant, opts, 3, 7, globals, 2), CLI_EXIT_OK);
+    assert_string_equal(late.node, "http://n:9");
+    assert_string_equal(late.enc_key, "e.key");
+    assert_string_equal(late.passphrase_file, "p");
+    assert_int_equal(a.npos, 0);
+    char *empty_node[] = {"grant", "x", "--node="};
+    assert_int_equal(cli_args_parse(&a, &late, &cli_grant, opts, 3, 3, empty_node, 2), CLI_EXIT_USAGE);
     char *bad_timeout[] = {"grant", "x", "--timeout=0"};
     assert_int_equal(cli_args_parse(&a, &late, &cli_grant, opts, 3, 3, bad_timeout, 2), CLI_EXIT_USAGE);
 
