@@ -295,23 +295,20 @@ BEX_MUST_USE int cli_tx_build(const struct cli_signer *s, const char *cmd, uint8
 /*
  * Waits until tx id_hex is committed or ctx->timeout_ms passes, and sets
  * *receipt (tx.get's answer). A receipt with a failure code is still
- * CLI_EXIT_OK here: see cli_tx_outcome().
+ * CLI_EXIT_OK here: the caller reads its "code".
  */
 BEX_MUST_USE int cli_tx_wait(const struct cli_ctx *ctx, const char *cmd, json_t **receipt, const char *id_hex);
 
 /*
  * The whole write: nonce, sign, tx.submit (again with a fresh nonce, up to
  * CLI_NONCE_ATTEMPTS times, when a concurrent client of the same agency
- * took it) and, unless ctx->no_wait, wait for the commit. *receipt is NULL after --no-wait. A failed receipt
- * returns CLI_EXIT_REJECTED with the receipt set and the failure printed.
+ * took it) and, unless ctx->no_wait, wait for the commit. *receipt is
+ * NULL after --no-wait. A failed receipt returns CLI_EXIT_REJECTED with
+ * the receipt set and the failure printed.
  */
 BEX_MUST_USE int cli_tx_send(const struct cli_ctx *ctx, const char *cmd, const struct cli_signer *s,
                              json_t **receipt, char id_hex[2 * CRYPTO_HASH_BYTES + 1], const char *contract,
                              const char *method, const ProtobufCMessage *args);
-
-/* Checks a receipt: CLI_EXIT_OK for code 0, else prints the failure
- * ("tx ID failed at height H: ECODE: message") and returns CLI_EXIT_REJECTED. */
-int cli_tx_outcome(const char *cmd, const json_t *receipt);
 
 /*
  * Decodes the receipt's "result" as the result message of its contract and

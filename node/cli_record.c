@@ -465,8 +465,11 @@ static int batch_flush(struct batch *b)
             continue;
         const char *reason = json_string_value(json_object_get(err, "reason"));
         const char *message = json_string_value(json_object_get(err, "message"));
-        batch_note(b, b->items[accepted].line, b->items[accepted].id, reason != NULL ? reason : "rejected",
-                   message != NULL ? message : "");
+        if (batch_note(b, b->items[accepted].line, b->items[accepted].id, reason != NULL ? reason : "rejected",
+                       message != NULL ? message : "") != CLI_EXIT_OK) {
+            json_decref(res);
+            return CLI_EXIT_FAIL;
+        }
         cli_error(cli_record.name, "stopping: the %zu records after line %zu are not published; publish them again",
                   b->n - accepted - 1, b->items[accepted].line);
         rc = CLI_EXIT_REJECTED;

@@ -285,7 +285,9 @@ int cli_tx_wait(const struct cli_ctx *ctx, const char *cmd, json_t **receipt, co
     }
 }
 
-int cli_tx_outcome(const char *cmd, const json_t *receipt)
+/* Checks a receipt: CLI_EXIT_OK for code 0, else prints the failure
+ * ("tx ID failed at height H: ECODE: message") and returns CLI_EXIT_REJECTED. */
+static int tx_outcome(const char *cmd, const json_t *receipt)
 {
     char h[24];
     json_int_t code = json_integer_value(json_object_get(receipt, "code"));
@@ -384,7 +386,7 @@ int cli_tx_send(const struct cli_ctx *ctx, const char *cmd, const struct cli_sig
     if (rc != CLI_EXIT_OK || ctx->no_wait)
         return rc;
     if ((rc = cli_tx_wait(ctx, cmd, receipt, id_hex)) == CLI_EXIT_OK)
-        rc = cli_tx_outcome(cmd, *receipt);
+        rc = tx_outcome(cmd, *receipt);
     return rc;
 }
 

@@ -574,6 +574,12 @@ static void m_submit_batch(struct rpc_call *call, const json_t *params, void *ud
             continue;
         }
         int rc = fake_check(tx, len, next, why, sizeof(why));
+        /* The second tx of a batch loses its nonce; the later ones then miss theirs. */
+        if (rc == 0 && i == 1 && f->steal > 0) {
+            f->steal--;
+            rc = BEX_ENONCE;
+            snprintf(why, sizeof(why), "nonce taken");
+        }
         if (rc != 0) {
             free(tx);
             json_array_append_new(results, json_pack("{s:{s:i, s:s, s:s}}", "error", "code", RPC_TX_REJECTED,
@@ -1709,6 +1715,24 @@ static void cli_publish_file_in_batches(void **state)
     assert_int_equal(NODE("--key", T0, "--enc-key", TE, "record", "publish", "city.traffic/vehicles", "--file", old),
                      CLI_EXIT_REJECTED);
     assert_string_equal(OUT, "published 1 of 2 records to city.traffic/vehicles (1 failed)\n");
+
+    /* A tx the node refuses inside a batch stops the run: the later nonces cannot commit. */
+    const char *five = write_file("five.jsonl", "{\"key\": \"N-1\", \"fields\": {\"owner\": \"a\"}}\n"
+                                                "{\"key\": \"N-2\", \"fields\": {\"owner\": \"b\"}}\n"
+                                                "{\"key\": \"N-3\", \"fields\": {\"owner\": \"c\"}}\n"
+                                                "{\"key\": \"N-4\", \"fields\": {\"owner\": \"d\"}}\n");
+    steal(1);
+    assert_int_equal(NODE("--key", T0, "--enc-key", TE, "--json", "record", "publish", "city.traffic/vehicles",
+                          "--file", five),
+                     CLI_EXIT_REJECTED);
+    j = out_json();
+    assert_int_equal(json_integer_value(json_object_get(j, "submitted")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "published")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "failed")), 1);
+    json_t *first = json_array_get(json_object_get(j, "failures"), 0);
+    assert_int_equal(json_integer_value(json_object_get(first, "line")), 2);
+    assert_string_equal(json_string_value(json_object_get(first, "code")), "ENONCE");
+    json_decref(j);
 }
 
 static void cli_tx_block_and_no_wait(void **state)
