@@ -74,7 +74,18 @@ tls() {
         openssl pkey -in "$1" -passin pass:pw -pubout -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \n'
 }
 
+# Free ports: p2p at base..base+3, RPC at base+100..base+103. Other tests may
+# run networks at the same time, so skip bases with a port in use.
+in_use() {
+    command -v ss >/dev/null || return 1
+    ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qE ":($1|$(($1 + 1))|$(($1 + 2))|$(($1 + 3))|$(($1 + 100))|$(($1 + 101))|$(($1 + 102))|$(($1 + 103)))\$"
+}
 base=$((20000 + $$ % 20000))
+tries=0
+while in_use "$base" && [ "$tries" -lt 50 ]; do
+    base=$((20000 + (base - 20000 + 211) % 40000))
+    tries=$((tries + 1))
+done
 ids="city.traffic city.police city.tax state.health"
 roles="traffic police finance health"
 agencies=""
