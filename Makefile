@@ -31,6 +31,8 @@ LIB := $(B)/libbex.a
 
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(B)/%)
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:%.c=$(B)/%)
 SIM_SRC := $(wildcard tests/sim/*.c)
 SIM_BIN := $(B)/tests/sim/sim
 SEEDS ?= 200
@@ -74,10 +76,13 @@ $(B)/bexctl: $(B)/node/bexctl.o $(LIB)
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka -lm -lpthread
 
+$(B)/tests/tools/%: $(B)/tests/tools/%.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
 $(SIM_BIN): $(SIM_SRC:%.c=$(B)/%.o) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
 
-test: all $(UNIT_BIN) $(if $(SIM_SRC),$(SIM_BIN))
+test: all $(UNIT_BIN) $(TOOL_BIN) $(if $(SIM_SRC),$(SIM_BIN))
 	@B=$(B) SEEDS=$(SEEDS) ./scripts/run-tests.sh
 
 sim: deps $(SIM_BIN)

@@ -15,6 +15,8 @@
 static int save(struct contract_ctx *c, const Bex__Access *x, const char *kind)
 {
     char key[CONTRACT_KEY_BYTES_MAX];
+    BEX_ASSERT(x->id > 0);
+    BEX_ASSERT(x->status != BEX__ACCESS_STATUS__ACCESS_STATUS_UNSPECIFIED);
     int rc = contract__key(key, "access/a/%016llx", (unsigned long long)x->id);
     BEX_ASSERT(rc > 0);
     if ((rc = contract__put_msg(c, key, &x->base)) != 0)
@@ -47,6 +49,8 @@ static int access_request(struct contract_ctx *c, const ProtobufCMessage *args)
     if ((rc = contract__find_grant(c, &g, c->sender, r->id, 1u << BEX__ACCESS_MODE__MODE_READ, NULL)) != 0)
         goto done;
     c->grant_id = g->id;
+    BEX_ASSERT(g->mode == BEX__ACCESS_MODE__MODE_READ);
+    BEX_ASSERT(contract__grant_status(g, c->time_ms) == BEX__GRANT_STATUS__GRANT_ACTIVE);
     rc = contract__load_record(c, &rec, r->id, a->record_key.data, a->record_key.len);
     if (rc == -BEX_ENOTFOUND)
         rc = contract__fail(c, BEX_ENOTFOUND, "no such record in %s", r->id);
@@ -175,6 +179,8 @@ static int access_release(struct contract_ctx *c, const ProtobufCMessage *args)
     if (rc != 0 || (rc = check_keys(c, a, g, r, rec)) != 0)
         goto done;
 
+    BEX_ASSERT(x->status == BEX__ACCESS_STATUS__ACCESS_OPEN);
+    BEX_ASSERT(a->n_keys <= g->n_fields);
     Bex__FieldKey **old_keys = x->keys;
     size_t old_n = x->n_keys;
     x->keys = a->keys;

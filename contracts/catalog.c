@@ -87,6 +87,8 @@ static int store_resource(struct contract_ctx *c, Bex__Resource *r, uint64_t ver
     int rc = contract__key(key, "catalog/r/%s", r->id);
     if (rc < 0)
         return contract__fail(c, BEX_ELIMIT, "resource id too long");
+    BEX_ASSERT(version >= 1);
+    BEX_ASSERT(r->share_type != BEX__SHARE_TYPE__SHARE_NONE || r->legal_basis[0] != '\0');
     char *owner = r->owner;
     r->owner = (char *)c->sender;
     r->version = version;

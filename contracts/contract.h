@@ -34,6 +34,8 @@
  *     grant/r/<resource>/<id:016x>        index (empty value)
  *     grant/c/<consumer>/<resource>/<id:016x>   index
  *     grant/o/<owner>/<id:016x>           index
+ *     grant/l/<resource>/<consumer>/<read|verify>   u64be id of the latest
+ *                                         grant of that kind (at most one live)
  *     record/d/<resource>/<key hex>       bex.Record
  *     record/x/<resource>/<consumer>      bex.IndexKeyShare
  *     access/next, access/a/<id:016x>     u64be counter, bex.Access
@@ -195,7 +197,8 @@ void exec_free(struct exec *e);
  * well-formed, 1..16 distinct officer keys, 1 <= threshold <= keys, 33-byte
  * node and encryption keys). The store must be empty. On success *out
  * describes the writes and the root of height 0.
- * Errors: BEX_EINVAL (bad agency), BEX_ELIMIT, BEX_ESTATE (store not empty),
+ * Errors: BEX_EINVAL (bad agency), BEX_ELIMIT, BEX_ESTATE (store not empty
+ * or a block open),
  * BEX_ENOMEM, or a storage failure.
  */
 BEX_MUST_USE int exec_genesis(struct exec *e, const struct exec_output **out,
@@ -203,15 +206,26 @@ BEX_MUST_USE int exec_genesis(struct exec *e, const struct exec_output **out,
 
 /*
  * Starts block `height` with block time `time_ms` on top of prev_root, the
- * root of height - 1. Errors: BEX_ESTATE if a block is open or height is not
- * the committed head + 1, BEX_EINVAL if time_ms runs backwards.
+ * root of height - 1. The caller must have applied the write set of the
+ * previous block (or genesis) to the store: the head is read from there.
+ * Errors: BEX_ESTATE if a block is open or height is not the committed
+ * head + 1, BEX_EINVAL if time_ms runs backwards.
  */
 BEX_MUST_USE int exec_block_begin(struct exec *e, uint64_t height, uint64_t time_ms,
                                   const uint8_t prev_root[CONTRACT_HASH_BYTES]);
 
 /*
  * Executes one encoded bex.Tx (signatures already verified by the node; the
- * executor never re-verifies, it only reads the signer keys). Whatever the
+ * executor never re-verifies, it only reads the signer keys). In order:
+ * decode (BEX_EDECODE; a tx that does not decode gets the SHA-256 of its
+ * bytes as id), chain id (BEX_ECHAIN), sender registered (BEX_EUNKNOWN),
+ * every signer a key of the sender (BEX_EPERM), nonce = last + 1
+ * (BEX_ENONCE); none of these consume the nonce. Then the nonce is
+ * consumed, and contract and method (BEX_EUNKNOWN), an officer signature
+ * unless the method is an owner service (BEX_EPERM), argument size
+ * (BEX_ELIMIT), argument decoding without unknown fields (BEX_EDECODE) and
+ * the method itself decide. Every tx of a registered sender leaves an audit
+ * entry, failed or not. Whatever the
  * transaction's fate, it gets a receipt, and the call returns 0; *code (may
  * be NULL) receives the receipt code. A negative return is not a receipt but
  * a fault of this node (BEX_ENOMEM, storage failure) or of the caller
@@ -253,7 +267,8 @@ size_t memstore_count(const struct memstore *m);
  * args encoded as the query's argument message. "Now" for lazy expiry and
  * overdue flags is the block time of the last executed block. On success
  * *result is a message the caller frees with contract_result_free.
- * On failure err (may be NULL) receives a short text.
+ * On failure err (may be NULL) receives a short text. Queries keep no
+ * global state: several may run at once on different threads.
  * Errors: BEX_EUNKNOWN, BEX_ELIMIT (args too large), BEX_EDECODE,
  * BEX_EINVAL, BEX_ENOTFOUND, BEX_EBUDGET, BEX_ENOMEM, storage failures.
  */

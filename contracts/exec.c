@@ -142,22 +142,6 @@ static int read_key(struct exec *e, const uint8_t **val, size_t *len, const char
     return e->store->get(e->store->user, key, key_len, val, len);
 }
 
-static uint64_t get_u64be(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (size_t i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void put_u64be(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
 static void put_u32be(uint8_t *p, uint32_t v)
 {
     for (int i = 3; i >= 0; i--) {
@@ -204,7 +188,7 @@ static int compute_root(struct exec *e)
     uint8_t num[8];
     if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
         goto fail;
-    put_u64be(num, e->height);
+    contract__put_u64be(num, e->height);
     if ((rc = sha_update(md, e->prev_root, CONTRACT_HASH_BYTES)) != 0 || (rc = sha_update(md, num, 8)) != 0)
         goto fail;
     for (size_t i = 0; i < e->block.count; i++) {
@@ -291,7 +275,8 @@ static int check_agency(const Bex__Agency *a)
     for (size_t i = 0; i < a->n_officer_keys; i++)
         if (!contract__pubkey_ok(a->officer_keys[i].data, a->officer_keys[i].len))
             return -BEX_EINVAL;
-    if (!contract__pubkey_ok(a->node_key.data, a->node_key.len) ||
+    /* An agency may take part without running a node of its own: then it has no node key. */
+    if ((a->node_key.len != 0 && !contract__pubkey_ok(a->node_key.data, a->node_key.len)) ||
         !contract__pubkey_ok(a->enc_key.data, a->enc_key.len))
         return -BEX_EINVAL;
     /* The node key must not also be an officer key: it signs unattended. */
@@ -311,8 +296,9 @@ int exec_genesis(struct exec *e, const struct exec_output **out, const Bex__Agen
                  size_t agency_count, uint64_t time_ms)
 {
     BEX_ASSERT(e != NULL);
-    BEX_ASSERT(!e->open);
     *out = NULL;
+    if (e->open)
+        return -BEX_ESTATE;
     outputs_clear(e);
     if (agency_count == 0 || agency_count > EXEC_GENESIS_AGENCIES_MAX)
         return agency_count ? -BEX_ELIMIT : -BEX_EINVAL;
@@ -407,6 +393,7 @@ static int fail_tx(struct txrun *t, int code, const char *fmt, const char *arg)
     BEX_ASSERT(code > 0);
     t->code = code;
     snprintf(t->message, sizeof(t->message), fmt, arg);
+    contract__sanitize(t->message);
     return 0;
 }
 
@@ -463,7 +450,7 @@ static int check_nonce(struct exec *e, struct txrun *t)
     if (rc == 0) {
         if (len != 8)
             return -BEX_ECORRUPT;
-        last = get_u64be(val);
+        last = contract__get_u64be(val);
     } else if (rc != -BEX_ENOTFOUND) {
         return rc;
     }
@@ -475,7 +462,7 @@ static int check_nonce(struct exec *e, struct txrun *t)
     }
     /* The nonce is consumed whatever the method does next. */
     uint8_t buf[8];
-    put_u64be(buf, t->body->nonce);
+    contract__put_u64be(buf, t->body->nonce);
     return contract__overlay_set(&e->block, key, strlen(key), buf, sizeof(buf));
 }
 
@@ -510,6 +497,8 @@ static int run_method(struct exec *e, struct txrun *t)
             return -BEX_ENOMEM;
         return fail_tx(t, BEX_EDECODE, "arguments do not decode as %s", t->method->args->name);
     }
+    if (contract__has_unknown(t->args))
+        return fail_tx(t, BEX_EDECODE, "arguments of %s carry unknown fields", t->method->args->name);
     t->ran = true;
     int rc = t->method->run(c, t->args);
     if (c->fatal)

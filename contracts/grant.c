@@ -44,30 +44,57 @@ static bool overdue(const Bex__Grant *g, uint64_t now_ms)
            now_ms > g->review_deadline_ms;
 }
 
+/*
+ * The latest grant of each (resource, consumer, mode) is marked under
+ * "grant/l/<resource>/<consumer>/<mode>". A request is refused while the
+ * marked grant is live, so at most one grant per marker is ever live and
+ * the marker names it: finding a usable grant or counting the live ones of
+ * a resource never scans the grant history.
+ */
+static int marker_key(char *key, const char *resource, const char *consumer, Bex__AccessMode mode)
+{
+    return contract__key(key, "grant/l/%s/%s/%s", resource, consumer,
+                         mode == BEX__ACCESS_MODE__MODE_READ ? "read" : "verify");
+}
+
+/* Loads the grant a marker names; -BEX_ENOTFOUND if there is none. */
+static int load_marked(struct contract_ctx *c, Bex__Grant **g, const char *key)
+{
+    uint64_t id;
+    *g = NULL;
+    int rc = contract__get_u64(c, &id, key);
+    if (rc != 0)
+        return rc;
+    rc = contract__load_grant(c, g, id);
+    /* A marker always names a stored grant. */
+    return rc == -BEX_ENOTFOUND ? contract__corrupt(c) : rc;
+}
+
+static bool is_live(Bex__GrantStatus st)
+{
+    return st == BEX__GRANT_STATUS__GRANT_PENDING || st == BEX__GRANT_STATUS__GRANT_ACTIVE;
+}
+
 struct live_scan {
     struct contract_ctx *c;
-    const char *consumer;      /* NULL: any consumer */
-    Bex__AccessMode mode;      /* UNSPECIFIED: any mode */
     size_t max;
     size_t count;
-    uint64_t first;            /* id of the first live grant found */
 };
 
 static int live_cb(void *user, const char *key, size_t key_len, const uint8_t *val, size_t val_len)
 {
     struct live_scan *s = user;
-    (void)val, (void)val_len;
+    char k[CONTRACT_KEY_BYTES_MAX];
     Bex__Grant *g = NULL;
-    int rc = contract__load_grant(s->c, &g, contract__key_id(key, key_len));
+    BEX_ASSERT(key_len < sizeof(k));
+    (void)val, (void)val_len;
+    memcpy(k, key, key_len);
+    k[key_len] = '\0';
+    int rc = load_marked(s->c, &g, k);
     if (rc != 0)
-        return rc == -BEX_ENOTFOUND ? 0 : rc;
-    Bex__GrantStatus st = contract__grant_status(g, s->c->time_ms);
-    bool live = st == BEX__GRANT_STATUS__GRANT_PENDING || st == BEX__GRANT_STATUS__GRANT_ACTIVE;
-    bool mode_ok = s->mode == BEX__ACCESS_MODE__ACCESS_MODE_UNSPECIFIED || g->mode == s->mode;
-    if (live && mode_ok) {
-        if (s->count++ == 0)
-            s->first = g->id;
-    }
+        return rc;
+    if (is_live(contract__grant_status(g, s->c->time_ms)))
+        s->count++;
     contract__free(s->c, g);
     return s->count >= s->max ? 1 : 0;
 }
@@ -76,21 +103,13 @@ int contract__live_grants(struct contract_ctx *c, size_t *count, const char *res
 {
     char prefix[CONTRACT_KEY_BYTES_MAX];
     struct live_scan s = {.c = c, .max = max};
-    int rc = contract__key(prefix, "grant/r/%s/", resource);
+    int rc = contract__key(prefix, "grant/l/%s/", resource);
     if (rc < 0)
         return contract__fail(c, BEX_ELIMIT, "resource id too long");
     rc = contract__iter(c, prefix, NULL, 0, live_cb, &s);
     *count = s.count;
     return rc;
 }
-
-struct find_scan {
-    struct contract_ctx *c;
-    unsigned modes;
-    const char *field;
-    Bex__Grant *found;
-    uint64_t expired; /* a matching grant that expired */
-};
 
 static bool covers(const Bex__Grant *g, const char *field)
 {
@@ -102,49 +121,36 @@ static bool covers(const Bex__Grant *g, const char *field)
     return false;
 }
 
-static int find_cb(void *user, const char *key, size_t key_len, const uint8_t *val, size_t val_len)
-{
-    struct find_scan *s = user;
-    (void)val, (void)val_len;
-    Bex__Grant *g = NULL;
-    int rc = contract__load_grant(s->c, &g, contract__key_id(key, key_len));
-    if (rc != 0)
-        return rc == -BEX_ENOTFOUND ? 0 : rc;
-    if (!((s->modes >> g->mode) & 1u) || !covers(g, s->field)) {
-        contract__free(s->c, g);
-        return 0;
-    }
-    Bex__GrantStatus st = contract__grant_status(g, s->c->time_ms);
-    if (st == BEX__GRANT_STATUS__GRANT_ACTIVE) {
-        s->found = g;
-        return 1;
-    }
-    if (st == BEX__GRANT_STATUS__GRANT_EXPIRED)
-        s->expired = g->id;
-    contract__free(s->c, g);
-    return 0;
-}
-
 int contract__find_grant(struct contract_ctx *c, Bex__Grant **out, const char *consumer, const char *resource,
                          unsigned modes, const char *field)
 {
-    char prefix[CONTRACT_KEY_BYTES_MAX];
-    struct find_scan s = {.c = c, .modes = modes, .field = field};
+    static const Bex__AccessMode order[2] = {BEX__ACCESS_MODE__MODE_READ, BEX__ACCESS_MODE__MODE_VERIFY};
+    uint64_t expired = 0;
     *out = NULL;
-    int rc = contract__key(prefix, "grant/c/%s/%s/", consumer, resource);
-    if (rc < 0)
-        return contract__fail(c, BEX_ELIMIT, "resource id too long");
-    rc = contract__iter(c, prefix, NULL, 0, find_cb, &s);
-    if (rc != 0) {
-        contract__free(c, s.found);
-        return rc;
+    for (size_t i = 0; i < 2; i++) {
+        char key[CONTRACT_KEY_BYTES_MAX];
+        Bex__Grant *g = NULL;
+        if (!((modes >> order[i]) & 1u))
+            continue;
+        if (marker_key(key, resource, consumer, order[i]) < 0)
+            return contract__fail(c, BEX_ELIMIT, "resource id too long");
+        int rc = load_marked(c, &g, key);
+        if (rc == -BEX_ENOTFOUND)
+            continue;
+        if (rc != 0)
+            return rc;
+        Bex__GrantStatus st = contract__grant_status(g, c->time_ms);
+        if (covers(g, field) && st == BEX__GRANT_STATUS__GRANT_ACTIVE) {
+            BEX_ASSERT(g->mode == order[i]);
+            *out = g;
+            return 0;
+        }
+        if (covers(g, field) && st == BEX__GRANT_STATUS__GRANT_EXPIRED)
+            expired = g->id;
+        contract__free(c, g);
     }
-    if (s.found) {
-        *out = s.found;
-        return 0;
-    }
-    if (s.expired)
-        return contract__fail(c, BEX_EEXPIRED, "grant %llu of %s on %s expired", (unsigned long long)s.expired,
+    if (expired)
+        return contract__fail(c, BEX_EEXPIRED, "grant %llu of %s on %s expired", (unsigned long long)expired,
                               consumer, resource);
     return contract__fail(c, BEX_EREFUSED, "%s has no active grant on %s%s%s", consumer, resource,
                           field ? " covering " : "", field ? field : "");
@@ -189,6 +195,8 @@ static int write_indexes(struct contract_ctx *c, const Bex__Grant *g)
 static int save(struct contract_ctx *c, const Bex__Grant *g, const char *kind)
 {
     char key[CONTRACT_KEY_BYTES_MAX];
+    BEX_ASSERT(g->id > 0);
+    BEX_ASSERT(g->status != BEX__GRANT_STATUS__GRANT_STATUS_UNSPECIFIED);
     int rc = contract__key(key, "grant/g/%016llx", (unsigned long long)g->id);
     BEX_ASSERT(rc > 0);
     if ((rc = contract__put_msg(c, key, &g->base)) != 0 || (rc = contract__emit(c, kind, &g->base)) != 0)
@@ -231,16 +239,17 @@ static int grant_request(struct contract_ctx *c, const ProtobufCMessage *args)
     if (rc != 0)
         goto done;
 
-    char prefix[CONTRACT_KEY_BYTES_MAX];
-    struct live_scan s = {.c = c, .mode = a->mode, .max = 1};
-    if ((rc = contract__key(prefix, "grant/c/%s/%s/", c->sender, r->id)) < 0 ||
-        (rc = contract__iter(c, prefix, NULL, 0, live_cb, &s)) != 0)
+    char marker[CONTRACT_KEY_BYTES_MAX];
+    Bex__Grant *prev = NULL;
+    if ((rc = marker_key(marker, r->id, c->sender, a->mode)) < 0)
         goto done;
-    if (s.count > 0) {
+    rc = load_marked(c, &prev, marker);
+    if (rc == 0 && is_live(contract__grant_status(prev, c->time_ms)))
         rc = contract__fail(c, BEX_EEXIST, "grant %llu for %s is already pending or active",
-                            (unsigned long long)s.first, r->id);
+                            (unsigned long long)prev->id, r->id);
+    contract__free(c, prev);
+    if (rc != 0 && rc != -BEX_ENOTFOUND)
         goto done;
-    }
 
     Bex__Grant g = BEX__GRANT__INIT;
     if ((rc = contract__next_id(c, &g.id, "grant/next")) != 0)
@@ -262,8 +271,11 @@ static int grant_request(struct contract_ctx *c, const ProtobufCMessage *args)
         g.status = BEX__GRANT_STATUS__GRANT_PENDING;
         g.review_deadline_ms = c->time_ms + CONTRACT_REVIEW_PERIOD_MS;
     }
+    /* Whatever passed the checks above is shareable in a valid mode. */
+    BEX_ASSERT(r->share_type != BEX__SHARE_TYPE__SHARE_NONE);
+    BEX_ASSERT(g.mode == BEX__ACCESS_MODE__MODE_READ || g.mode == BEX__ACCESS_MODE__MODE_VERIFY);
     contract__detail(c, "grant %llu %s", (unsigned long long)g.id, status_name(g.status));
-    if ((rc = write_indexes(c, &g)) != 0)
+    if ((rc = write_indexes(c, &g)) != 0 || (rc = contract__put_u64(c, marker, g.id)) != 0)
         goto done;
     rc = save(c, &g, g.status == BEX__GRANT_STATUS__GRANT_ACTIVE ? "activated" : "requested");
 done:
@@ -337,6 +349,8 @@ static int decide(struct contract_ctx *c, const Bex__GrantActArgs *a, bool appro
         if (used < sizeof(detail))
             used += (size_t)snprintf(detail + used, sizeof(detail) - used, "%s%s", i ? "," : " ", id);
     }
+    BEX_ASSERT(c->officer_count >= c->agency->threshold);
+    BEX_ASSERT(contract__is_owner(c, g->owner));
     ProtobufCBinaryData *old_keys = g->approvals;
     size_t old_n = g->n_approvals;
     char *old_reason = g->reason;
@@ -379,6 +393,7 @@ static int grant_revoke(struct contract_ctx *c, const ProtobufCMessage *args)
                             "grant %llu is %s, not ACTIVE", (unsigned long long)g->id, status_name(st));
         goto done;
     }
+    BEX_ASSERT(contract__is_owner(c, g->owner));
     char *old_reason = g->reason;
     g->reason = (char *)a->reason;
     g->status = BEX__GRANT_STATUS__GRANT_REVOKED;
@@ -416,6 +431,7 @@ static int grant_escalate(struct contract_ctx *c, const ProtobufCMessage *args)
     } else if (g->escalated) {
         rc = contract__fail(c, BEX_EEXIST, "grant %llu was already escalated", (unsigned long long)g->id);
     } else {
+        BEX_ASSERT(strcmp(g->consumer, c->sender) == 0);
         g->escalated = true;
         g->escalated_ms = c->time_ms;
         contract__detail(c, "escalated grant %llu: %.100s", (unsigned long long)g->id, a->reason);

@@ -14,6 +14,13 @@
 
 #include "contract.h"
 
+/* ------------------------------------------------------------------ bytes */
+
+/* Byte order of keys: memcmp, then the shorter first. */
+int contract__keycmp(const char *a, size_t alen, const char *b, size_t blen);
+void contract__put_u64be(uint8_t out[8], uint64_t v);
+uint64_t contract__get_u64be(const uint8_t in[8]);
+
 /* ---------------------------------------------------------------- overlay */
 
 struct overlay_entry {
@@ -118,6 +125,9 @@ void contract__ctx_close(struct contract_ctx *c);
 /* Sets the receipt message and returns -code. */
 BEX_MUST_USE int contract__fail(struct contract_ctx *c, int code, const char *fmt, ...) BEX_PRINTF(3, 4);
 
+/* Makes s valid text in place: no control characters, valid UTF-8. */
+void contract__sanitize(char *s);
+
 /* Sets the audit detail of a successful call. */
 void contract__detail(struct contract_ctx *c, const char *fmt, ...) BEX_PRINTF(2, 3);
 
@@ -144,6 +154,13 @@ BEX_MUST_USE int contract__get_msg(struct contract_ctx *c, ProtobufCMessage **ou
                                    const ProtobufCMessageDescriptor *desc);
 BEX_MUST_USE int contract__put_msg(struct contract_ctx *c, const char *key, const ProtobufCMessage *m);
 void contract__free(struct contract_ctx *c, void *m);
+
+/* u64 values stored big-endian (8 bytes); get returns -BEX_ENOTFOUND. */
+BEX_MUST_USE int contract__get_u64(struct contract_ctx *c, uint64_t *v, const char *key);
+BEX_MUST_USE int contract__put_u64(struct contract_ctx *c, const char *key, uint64_t v);
+
+/* Marks state as corrupt (sticky, fatal for the block) and returns the code. */
+BEX_MUST_USE int contract__corrupt(struct contract_ctx *c);
 
 /* u64 counters stored big-endian: *id receives the next value. */
 BEX_MUST_USE int contract__next_id(struct contract_ctx *c, uint64_t *id, const char *key);
@@ -202,6 +219,13 @@ const Bex__FieldDef *contract__field(const Bex__Resource *r, const char *name);
 
 /* Whether the sender of the call is the agency `owner`. */
 bool contract__is_owner(const struct contract_ctx *c, const char *owner);
+
+/*
+ * Whether m or any message inside it carries fields this schema does not
+ * know. Arguments with unknown fields are refused: every node must read a
+ * transaction the same way, and state must not carry opaque bytes.
+ */
+bool contract__has_unknown(const ProtobufCMessage *m);
 
 /* -------------------------------------------------------------- registry */
 

@@ -363,9 +363,14 @@ static int parse_field(struct parse *ps, ProtobufCMessage *m, const ProtobufCFie
         *(char **)member = arr;
         /* The count grows with each parsed element, so a failure frees only those. */
         for (size_t k = 0; k < n; k++) {
-            int rc = parse_value(ps, f, arr + k * elt_size(f->type), json_array_get(j, k), depth);
-            if (rc != 0)
+            void *slot = arr + k * elt_size(f->type);
+            int rc = parse_value(ps, f, slot, json_array_get(j, k), depth);
+            if (rc != 0) {
+                /* A half-built element message is not counted yet: free it here. */
+                if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+                    contract_result_free(*(ProtobufCMessage **)slot);
                 return rc;
+            }
             *count = k + 1;
         }
         return 0;

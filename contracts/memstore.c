@@ -2,7 +2,7 @@
  * memstore.c: committed state in memory, a sorted array of keys, for the
  * tests, the simulator and the fuzzers. It implements struct exec_store.
  */
-#include "contract.h"
+#include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,20 +16,11 @@ struct mem_entry {
 
 struct memstore {
     struct mem_entry *v;
-    size_t count, cap;
+    size_t count;
     size_t bytes;
     size_t entries_max;
     size_t bytes_max;
 };
-
-static int keycmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int r = memcmp(a, b, n);
-    if (r != 0)
-        return r;
-    return alen < blen ? -1 : alen > blen ? 1 : 0;
-}
 
 /* Index of the first entry >= key; *found tells whether it equals key. */
 static size_t lower_bound(const struct memstore *m, const char *key, size_t key_len, bool *found)
@@ -37,12 +28,12 @@ static size_t lower_bound(const struct memstore *m, const char *key, size_t key_
     size_t lo = 0, hi = m->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (keycmp(m->v[mid].key, m->v[mid].key_len, key, key_len) < 0)
+        if (contract__keycmp(m->v[mid].key, m->v[mid].key_len, key, key_len) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    *found = lo < m->count && keycmp(m->v[lo].key, m->v[lo].key_len, key, key_len) == 0;
+    *found = lo < m->count && contract__keycmp(m->v[lo].key, m->v[lo].key_len, key, key_len) == 0;
     return lo;
 }
 
@@ -95,7 +86,7 @@ static int mem_iter(void *user, const char *prefix, size_t prefix_len, const cha
     struct memstore *m = user;
     bool found;
     size_t i;
-    if (after_len > 0 && keycmp(after, after_len, prefix, prefix_len) >= 0) {
+    if (after_len > 0 && contract__keycmp(after, after_len, prefix, prefix_len) >= 0) {
         i = lower_bound(m, after, after_len, &found);
         if (found)
             i++;
@@ -122,58 +113,16 @@ void memstore_store(struct memstore *m, struct exec_store *out)
     out->iter = mem_iter;
 }
 
-static int put(struct memstore *m, const struct exec_write *w)
+static void entry_free(struct mem_entry *en)
 {
-    bool found;
-    size_t i = lower_bound(m, w->key, w->key_len, &found);
-    uint8_t *val = malloc(w->val_len + 1);
-    if (!val)
-        return -BEX_ENOMEM;
-    memcpy(val, w->val, w->val_len);
-    if (found) {
-        m->bytes = m->bytes - m->v[i].val_len + w->val_len;
-        free(m->v[i].val);
-        m->v[i].val = val;
-        m->v[i].val_len = w->val_len;
-        return 0;
-    }
-    if (m->count == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 256;
-        struct mem_entry *v = realloc(m->v, cap * sizeof(*v));
-        if (!v) {
-            free(val);
-            return -BEX_ENOMEM;
-        }
-        m->v = v;
-        m->cap = cap;
-    }
-    char *key = malloc(w->key_len + 1);
-    if (!key) {
-        free(val);
-        return -BEX_ENOMEM;
-    }
-    memcpy(key, w->key, w->key_len);
-    key[w->key_len] = '\0';
-    memmove(&m->v[i + 1], &m->v[i], (m->count - i) * sizeof(m->v[0]));
-    m->v[i] = (struct mem_entry){.key = key, .key_len = w->key_len, .val = val, .val_len = w->val_len};
-    m->count++;
-    m->bytes += w->key_len + w->val_len;
-    return 0;
+    free(en->key);
+    free(en->val);
 }
 
-static void del(struct memstore *m, const struct exec_write *w)
-{
-    bool found;
-    size_t i = lower_bound(m, w->key, w->key_len, &found);
-    if (!found)
-        return;
-    m->bytes -= m->v[i].key_len + m->v[i].val_len;
-    free(m->v[i].key);
-    free(m->v[i].val);
-    memmove(&m->v[i], &m->v[i + 1], (m->count - i - 1) * sizeof(m->v[0]));
-    m->count--;
-}
-
+/*
+ * Applies a sorted write set in one merge pass over the sorted entries, so a
+ * block costs O(entries + writes) rather than a shift per inserted key.
+ */
 int memstore_apply(struct memstore *m, const struct exec_output *out)
 {
     /* A dry run first, so that a write set over the bounds changes nothing. */
@@ -182,6 +131,8 @@ int memstore_apply(struct memstore *m, const struct exec_output *out)
         const struct exec_write *w = &out->writes[k];
         bool found;
         size_t i = lower_bound(m, w->key, w->key_len, &found);
+        if (k > 0)
+            BEX_ASSERT(contract__keycmp(out->writes[k - 1].key, out->writes[k - 1].key_len, w->key, w->key_len) < 0);
         if (found) {
             bytes -= m->v[i].key_len + m->v[i].val_len;
             count--;
@@ -193,17 +144,58 @@ int memstore_apply(struct memstore *m, const struct exec_output *out)
     }
     if (count > m->entries_max || bytes > m->bytes_max)
         return -BEX_EFULL;
+
+    /* Copy the new values first: after this nothing can fail. */
+    struct mem_entry *fresh = calloc(out->write_count + 1, sizeof(*fresh));
+    struct mem_entry *v = malloc((count + 1) * sizeof(*v));
+    int rc = -BEX_ENOMEM;
+    if (!fresh || !v)
+        goto fail;
     for (size_t k = 0; k < out->write_count; k++) {
         const struct exec_write *w = &out->writes[k];
-        if (w->del) {
-            del(m, w);
+        if (w->del)
+            continue;
+        fresh[k].key = malloc(w->key_len + 1);
+        fresh[k].val = malloc(w->val_len + 1);
+        if (!fresh[k].key || !fresh[k].val)
+            goto fail;
+        memcpy(fresh[k].key, w->key, w->key_len);
+        fresh[k].key[w->key_len] = '\0';
+        fresh[k].key_len = w->key_len;
+        if (w->val_len > 0)
+            memcpy(fresh[k].val, w->val, w->val_len);
+        fresh[k].val_len = w->val_len;
+    }
+    size_t i = 0, k = 0, n = 0;
+    while (i < m->count || k < out->write_count) {
+        int r;
+        if (i == m->count)
+            r = 1;
+        else if (k == out->write_count)
+            r = -1;
+        else
+            r = contract__keycmp(m->v[i].key, m->v[i].key_len, out->writes[k].key, out->writes[k].key_len);
+        if (r < 0) {
+            v[n++] = m->v[i++];
             continue;
         }
-        int rc = put(m, w);
-        if (rc != 0)
-            return rc;
+        if (r == 0)
+            entry_free(&m->v[i++]);
+        if (!out->writes[k].del)
+            v[n++] = fresh[k];
+        k++;
     }
-    BEX_ASSERT(m->count == count);
-    BEX_ASSERT(m->bytes == bytes);
+    BEX_ASSERT(n == count);
+    free(m->v);
+    m->v = v;
+    m->count = count;
+    m->bytes = bytes;
+    free(fresh);
     return 0;
+fail:
+    for (size_t j = 0; fresh && j < out->write_count; j++)
+        entry_free(&fresh[j]);
+    free(fresh);
+    free(v);
+    return rc;
 }

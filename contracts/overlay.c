@@ -1,5 +1,6 @@
 /*
- * overlay.c: a sorted array of pending writes. Transactions write into one
+ * overlay.c: a sorted array of pending writes, and the byte helpers the
+ * runtime shares. Transactions write into one
  * overlay per transaction, merged into the block's overlay on success.
  * Key pointers of an entry stay valid until the overlay is cleared, so the
  * executor's output can point at them.
@@ -9,13 +10,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int keycmp(const char *a, size_t alen, const char *b, size_t blen)
+int contract__keycmp(const char *a, size_t alen, const char *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
     int r = memcmp(a, b, n);
     if (r != 0)
         return r;
     return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+void contract__put_u64be(uint8_t out[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+uint64_t contract__get_u64be(const uint8_t in[8])
+{
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | in[i];
+    return v;
 }
 
 void contract__overlay_init(struct overlay *o)
@@ -40,12 +57,21 @@ void contract__overlay_close(struct overlay *o)
     contract__overlay_init(o);
 }
 
+/* Whole-overlay check for tests and SAN=1 builds: keys strictly ascending. */
+BEX_UNUSED static bool sorted(const struct overlay *o)
+{
+    for (size_t i = 1; i < o->count; i++)
+        if (contract__keycmp(o->v[i - 1].key, o->v[i - 1].key_len, o->v[i].key, o->v[i].key_len) >= 0)
+            return false;
+    return true;
+}
+
 long contract__overlay_find(const struct overlay *o, size_t *pos, const char *key, size_t key_len)
 {
     size_t lo = 0, hi = o->count;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int r = keycmp(o->v[mid].key, o->v[mid].key_len, key, key_len);
+        int r = contract__keycmp(o->v[mid].key, o->v[mid].key_len, key, key_len);
         if (r == 0) {
             if (pos)
                 *pos = mid;
@@ -108,6 +134,7 @@ int contract__overlay_set(struct overlay *o, const char *key, size_t key_len, co
     o->count++;
     o->bytes += key_len + (val ? val_len : 0);
     BEX_ASSERT(contract__overlay_find(o, NULL, key, key_len) == (long)pos);
+    BEX_CHECK(sorted(o));
     return 0;
 }
 

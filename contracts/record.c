@@ -96,6 +96,10 @@ static int record_publish(struct contract_ctx *c, const ProtobufCMessage *args)
     contract__hex(hex, a->key.data, a->key.len);
     if ((rc = contract__key(key, "record/d/%s/%s", r->id, hex)) < 0)
         goto done;
+    /* No plaintext and no readable key reach a resource that is not open. */
+    for (size_t i = 0; i < a->n_fields; i++)
+        BEX_ASSERT(open || a->fields[i]->value_case == BEX__RECORD_FIELD__VALUE_SEALED);
+    BEX_ASSERT(open || a->key.len == CONTRACT_RECORD_KEY_BYTES);
     Bex__Record rec = BEX__RECORD__INIT;
     rec.resource = r->id;
     rec.key = a->key;

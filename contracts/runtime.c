@@ -47,6 +47,33 @@ void contract__ctx_close(struct contract_ctx *c)
     c->result_len = 0;
 }
 
+/*
+ * Messages echo identifiers from the arguments, which may be anything:
+ * keep receipts and audit details valid text. A sequence cut by truncation
+ * is dropped; text that is still not valid UTF-8 loses its non-ASCII bytes.
+ */
+void contract__sanitize(char *s)
+{
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            s[i] = '?';
+    size_t lead = n;
+    while (lead > 0 && n - lead < 4 && ((unsigned char)s[lead - 1] & 0xc0) == 0x80)
+        lead--;
+    if (lead > 0) {
+        unsigned char b = (unsigned char)s[lead - 1];
+        size_t want = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+        if (want > 1 && n - (lead - 1) < want)
+            s[lead - 1] = '\0';
+    }
+    if (contract__text_ok(s, n))
+        return;
+    for (size_t i = 0; s[i]; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            s[i] = '?';
+}
+
 int contract__fail(struct contract_ctx *c, int code, const char *fmt, ...)
 {
     BEX_ASSERT(code > 0);
@@ -55,6 +82,8 @@ int contract__fail(struct contract_ctx *c, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->message, sizeof(c->message), fmt, ap);
     va_end(ap);
+    contract__sanitize(c->message);
+    BEX_ASSERT(contract__text_ok(c->message, sizeof(c->message)));
     return -code;
 }
 
@@ -64,6 +93,8 @@ void contract__detail(struct contract_ctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
     va_end(ap);
+    contract__sanitize(c->detail);
+    BEX_ASSERT(contract__text_ok(c->detail, sizeof(c->detail)));
 }
 
 void contract__subject(struct contract_ctx *c, const char *resource, const uint8_t *record_key,
@@ -213,32 +244,38 @@ void contract__free(struct contract_ctx *c, void *m)
         protobuf_c_message_free_unpacked(m, &c->alloc.pb);
 }
 
-static void put_u64be(uint8_t out[8], uint64_t v)
+int contract__corrupt(struct contract_ctx *c)
 {
-    for (int i = 7; i >= 0; i--) {
-        out[i] = (uint8_t)v;
-        v >>= 8;
-    }
+    return set_fatal(c, -BEX_ECORRUPT);
+}
+
+int contract__get_u64(struct contract_ctx *c, uint64_t *v, const char *key)
+{
+    const uint8_t *val;
+    size_t len;
+    int rc = contract__get(c, &val, &len, key);
+    if (rc != 0)
+        return rc;
+    if (len != 8)
+        return contract__corrupt(c);
+    *v = contract__get_u64be(val);
+    return 0;
+}
+
+int contract__put_u64(struct contract_ctx *c, const char *key, uint64_t v)
+{
+    uint8_t buf[8];
+    contract__put_u64be(buf, v);
+    return contract__put(c, key, buf, sizeof(buf));
 }
 
 int contract__next_id(struct contract_ctx *c, uint64_t *id, const char *key)
 {
-    const uint8_t *val;
-    size_t len;
     uint64_t last = 0;
-    int rc = contract__get(c, &val, &len, key);
-    if (rc == 0) {
-        if (len != 8)
-            return set_fatal(c, -BEX_ECORRUPT);
-        for (size_t i = 0; i < 8; i++)
-            last = last << 8 | val[i];
-    } else if (rc != -BEX_ENOTFOUND) {
+    int rc = contract__get_u64(c, &last, key);
+    if (rc != 0 && rc != -BEX_ENOTFOUND)
         return rc;
-    }
-    uint8_t buf[8];
-    put_u64be(buf, last + 1);
-    rc = contract__put(c, key, buf, sizeof(buf));
-    if (rc != 0)
+    if ((rc = contract__put_u64(c, key, last + 1)) != 0)
         return rc;
     *id = last + 1;
     BEX_ASSERT(*id > 0);
@@ -261,15 +298,6 @@ struct merge {
     bool stopped;
     int cb_rc; /* the last error our callback returned to the store */
 };
-
-static int keycmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-    size_t n = alen < blen ? alen : blen;
-    int r = memcmp(a, b, n);
-    if (r != 0)
-        return r;
-    return alen < blen ? -1 : alen > blen ? 1 : 0;
-}
 
 static const struct overlay_entry *entry_at(const struct overlay *o, size_t i, const struct merge *m)
 {
@@ -295,7 +323,7 @@ static const struct overlay_entry *merge_peek(const struct merge *m, bool *from_
         *from_tx = true;
         return t;
     }
-    int r = keycmp(t->key, t->key_len, b->key, b->key_len);
+    int r = contract__keycmp(t->key, t->key_len, b->key, b->key_len);
     *from_tx = r <= 0;
     *both = r == 0;
     return r <= 0 ? t : b;
@@ -331,7 +359,7 @@ static int drain(struct merge *m, const char *key, size_t key_len, bool *shadowe
         const struct overlay_entry *en = merge_peek(m, &from_tx, &both);
         if (!en)
             return 0;
-        int r = key ? keycmp(en->key, en->key_len, key, key_len) : -1;
+        int r = key ? contract__keycmp(en->key, en->key_len, key, key_len) : -1;
         if (r > 0)
             return 0;
         merge_advance(m, from_tx, both);
@@ -388,7 +416,7 @@ int contract__iter(struct contract_ctx *c, const char *prefix, const char *after
         after_len = 0;
     struct merge m = {.c = c, .prefix = prefix, .prefix_len = strlen(prefix), .fn = fn, .user = user};
     /* A cursor that sorts before the prefix simply starts at the prefix. */
-    if (after_len > 0 && keycmp(after, after_len, prefix, m.prefix_len) < 0)
+    if (after_len > 0 && contract__keycmp(after, after_len, prefix, m.prefix_len) < 0)
         after_len = 0;
     m.ti = layer_start(c->tx, prefix, m.prefix_len, after, after_len);
     m.bi = layer_start(c->block, prefix, m.prefix_len, after, after_len);
@@ -561,6 +589,40 @@ void contract_key_id(char out[17], const uint8_t pubkey[CONTRACT_PUBKEY_BYTES])
     uint8_t h[SHA256_DIGEST_LENGTH];
     SHA256(pubkey, CONTRACT_PUBKEY_BYTES, h);
     contract__hex(out, h, 8);
+}
+
+static bool has_unknown(const ProtobufCMessage *m, int depth)
+{
+    /* Decoding already bounded the nesting; this only guards the recursion. */
+    if (depth > 64 || m->n_unknown_fields > 0)
+        return true;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *member = (const char *)m + f->offset;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            const ProtobufCMessage *const *arr = *(const ProtobufCMessage *const *const *)member;
+            for (size_t k = 0; k < n; k++)
+                if (has_unknown(arr[k], depth + 1))
+                    return true;
+            continue;
+        }
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF &&
+            *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+            continue;
+        const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)member;
+        if (sub && has_unknown(sub, depth + 1))
+            return true;
+    }
+    return false;
+}
+
+bool contract__has_unknown(const ProtobufCMessage *m)
+{
+    return has_unknown(m, 0);
 }
 
 /* ------------------------------------------------------------ shared reads */

@@ -126,6 +126,8 @@ static int verify_answer(struct contract_ctx *c, const ProtobufCMessage *args)
         rc = contract__fail(c, BEX_ENOTFOUND, "grant %llu not found", (unsigned long long)v->grant_id);
     if (rc != 0 || (rc = contract__grant_usable(c, g)) != 0)
         goto done;
+    BEX_ASSERT(v->status == BEX__VERIFY_STATUS__VERIFY_OPEN);
+    BEX_ASSERT(contract__is_owner(c, v->owner));
     v->status = BEX__VERIFY_STATUS__VERIFY_ANSWERED;
     v->match = a->match;
     v->answered_ms = c->time_ms;

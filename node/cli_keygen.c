@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-static int run(int argc, char **argv);
+static int run(struct cli_ctx *ctx, int argc, char **argv);
 
 const struct cli_command cli_keygen = {
     .name = "keygen",
@@ -83,12 +83,12 @@ static int print_result(const char *pub_hex, const char *id, const char *out, bo
     return rc;
 }
 
-static int run(int argc, char **argv)
+static int run(struct cli_ctx *ctx, int argc, char **argv)
 {
     const char *out = NULL;
     const char *log2n_arg = NULL;
     int log2n = KEYSTORE_SCRYPT_LOG2N_DEFAULT;
-    bool force = false, as_json = false;
+    bool force = false, as_json = ctx->json;
     struct crypto_seckey sk;
     struct crypto_pubkey pk;
     char pass[KEYSTORE_PASSPHRASE_MAX + 1];

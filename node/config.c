@@ -98,8 +98,8 @@ struct num_field {
 #define NUM64(type, field, lo, hi, d) {#field, offsetof(type, field), 8, (lo), (hi), (d)}
 
 static const struct num_field consensus_fields[] = {
-    NUM32(struct genesis_consensus, checkpoint_interval, 1, 65536, 64),
-    NUM32(struct genesis_consensus, window, 1, 4096, 32),
+    NUM32(struct genesis_consensus, checkpoint_interval, 1, 128, 32),
+    NUM32(struct genesis_consensus, window, 1, 128, 128),
     NUM32(struct genesis_consensus, view_timeout_ms, 100, 600000, 2000),
     NUM32(struct genesis_consensus, block_txs_max, 1, 100000, 2000),
     NUM32(struct genesis_consensus, block_bytes_max, 4096, 64u << 20, 4u << 20),
@@ -867,6 +867,10 @@ static int check_genesis(const struct loader *l, struct genesis *g)
                     (unsigned long long)g->genesis_time_ms);
     if ((rc = num_check(l, &g->consensus, "consensus", consensus_fields, BEX_ARRAY_LEN(consensus_fields))) != 0)
         return rc;
+    /* The PBFT engine keeps its log between checkpoints: the window holds whole checkpoint intervals. */
+    if (g->consensus.window % g->consensus.checkpoint_interval != 0)
+        return fail(l, BEX_EINVAL, "consensus.window", "%u is not a multiple of checkpoint_interval %u",
+                    g->consensus.window, g->consensus.checkpoint_interval);
     if (g->agencies_n == 0)
         return fail(l, BEX_EINVAL, "agencies", "at least one agency is required");
     if (g->agencies_n > GENESIS_AGENCIES_MAX)

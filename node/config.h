@@ -53,8 +53,9 @@ _Static_assert(CONFIG_ADDRESS_MAX >= CONFIG_HOST_MAX + sizeof("[]:65535") - 1, "
 
 /* Consensus parameters; the loader fills defaults for omitted fields. */
 struct genesis_consensus {
-    uint32_t checkpoint_interval; /* blocks between checkpoints: [1, 65536], default 64 */
-    uint32_t window;              /* sequence numbers in flight: [1, 4096], default 32 */
+    uint32_t checkpoint_interval; /* blocks between checkpoints: [1, 128], default 32 */
+    uint32_t window;              /* sequence numbers in flight: [1, 128], a multiple of
+                                     checkpoint_interval, default 128 */
     uint32_t view_timeout_ms;     /* [100, 600000], default 2000 */
     uint32_t block_txs_max;       /* [1, 100000], default 2000 */
     uint32_t block_bytes_max;     /* [4096, 64 MiB], default 4 MiB */

@@ -503,7 +503,14 @@ static int run_txs(struct ledger *l, size_t *skipped, const Bex__BlockProposal *
             (*skipped)++;
             continue;
         }
-        crypto_sha256(id, tx->body.data, tx->body.len);
+        /*
+         * The id the executor files the receipt under: a tx over its size
+         * limit is refused undecoded and named by the hash of all its bytes.
+         */
+        if (p->txs[i].len > CONTRACT_TX_BYTES_MAX)
+            crypto_sha256(id, p->txs[i].data, p->txs[i].len);
+        else
+            crypto_sha256(id, tx->body.data, tx->body.len);
         bex__tx__free_unpacked(tx, NULL);
         if ((rc = already_committed(l, &dup, id, seen_n)) != 0)
             return rc;

@@ -597,6 +597,13 @@ size_t mempool_evict_older_than(struct mempool *mp, uint64_t now_ms, uint64_t ag
 
 /* ---- queries ---- */
 
+uint64_t mempool_sender_top(const struct mempool *mp, const char *sender)
+{
+    const struct sender *s = sender_find(mp, sender);
+
+    return s != NULL && s->tail != NULL ? s->tail->tx.nonce : 0;
+}
+
 size_t mempool_count(const struct mempool *mp)
 {
     return mp->count;

@@ -166,6 +166,9 @@ size_t mempool_evict_older_than(struct mempool *mp, uint64_t now_ms, uint64_t ag
 /* ---- queries ---- */
 
 size_t mempool_count(const struct mempool *mp);
+
+/* The highest nonce of sender's pending txs, or 0 when none is pending. */
+uint64_t mempool_sender_top(const struct mempool *mp, const char *sender);
 size_t mempool_bytes(const struct mempool *mp);
 
 /* The pending tx with this id, or NULL. Borrowed as struct mempool_tx says. */

@@ -29,7 +29,8 @@
 
 #define READ_BYTES (64 * 1024)
 #define PLAIN_BYTES TLS_RECORD_PLAIN_MAX
-#define WRITE_CHUNK_BYTES (256 * 1024)
+#define BLOCK_BYTES (64 * 1024)  /* send queue block */
+#define WRITE_BLOCKS_MAX 16       /* blocks handed to one uv_write */
 #define RX_MIN_BYTES 4096
 #define RX_KEEP_BYTES (64 * 1024) /* larger receive buffers are released after each frame */
 #define ALERT_BYTES_MAX 1024      /* output sent best-effort when a link is dropped */
@@ -53,6 +54,20 @@ enum conn_state {
     CONN_UP,
 };
 
+/*
+ * The send queue is a list of ciphertext blocks. The TLS output buffer is
+ * drained into it after every record, so that buffer stays one record small
+ * (a growing OpenSSL memory BIO copies and wipes itself on each growth), and
+ * blocks go to the socket without another copy. Blocks handed to a
+ * uv_write are sealed: nothing is appended to them while in flight.
+ */
+struct out_block {
+    struct out_block *next;
+    size_t len;
+    bool sealed;
+    uint8_t data[BLOCK_BYTES];
+};
+
 struct p2p_conn {
     struct p2p *p;
     struct p2p_conn *prev;
@@ -72,7 +87,14 @@ struct p2p_conn {
     uint64_t last_rx_ms;
     uint64_t last_tx_ms;
     uint64_t up_ms;
-    size_t inflight; /* ciphertext bytes in the uv_write in flight */
+    uv_write_t write_req; /* one write in flight at a time */
+    int write_blocks;     /* blocks at the head of the queue it covers */
+    size_t write_bytes;
+    struct out_block *out_head;
+    struct out_block *out_tail;
+    size_t out_bytes; /* ciphertext queued, including the write in flight */
+    uint8_t *tx_buf;  /* plaintext coalesced into the next record */
+    size_t tx_len;
     char remote[P2P_ADDR_MAX];
     /* The frame being received. */
     uint8_t hdr[P2P_FRAME_HEADER_BYTES];
@@ -82,13 +104,6 @@ struct p2p_conn {
     uint8_t *rx_buf;
     size_t rx_cap;
     size_t rx_have;
-};
-
-struct write_req {
-    uv_write_t req;
-    struct p2p_conn *c;
-    size_t len;
-    uint8_t data[];
 };
 
 static const char *const reason_names[P2P_REASON_COUNT] = {
@@ -187,7 +202,10 @@ static uint64_t backoff_ms(struct p2p *p, uint32_t attempts)
     return half + rng_next(p) % (base - half + 1);
 }
 
-/* The ciphertext bound of one frame: two TLS writes (header + head, rest). */
+/*
+ * How much one frame can grow the send queue: its bytes plus the overhead of
+ * every record it may complete, including the partial record before it.
+ */
 static size_t frame_sealed_bytes(size_t len)
 {
     size_t plain = P2P_FRAME_HEADER_BYTES + len;
@@ -279,7 +297,22 @@ static struct p2p_peer_stats *stats_of(struct p2p_conn *c)
 
 static size_t conn_queue_bytes(const struct p2p_conn *c)
 {
-    return c->inflight + (c->tls != NULL ? tls_conn_out_pending(c->tls) : 0);
+    return c->out_bytes + c->tx_len + (c->tls != NULL ? tls_conn_out_pending(c->tls) : 0);
+}
+
+/* Frees the `count` blocks at the head of the send queue. */
+static void out_pop(struct p2p_conn *c, int count)
+{
+    while (count-- > 0) {
+        struct out_block *b = c->out_head;
+        BEX_ASSERT(b != NULL);
+        BEX_ASSERT(c->out_bytes >= b->len);
+        c->out_head = b->next;
+        c->out_bytes -= b->len;
+        free(b);
+    }
+    if (c->out_head == NULL)
+        c->out_tail = NULL;
 }
 
 static void notify_peer(struct p2p *p, uint32_t peer, bool up)
@@ -300,8 +333,7 @@ static void finish_if_done(struct p2p *p)
     p->tls = NULL;
     free(p->read_buf);
     free(p->rx_plain);
-    free(p->tx_plain);
-    p->read_buf = p->rx_plain = p->tx_plain = NULL;
+    p->read_buf = p->rx_plain = NULL;
     cb = p->close_cb;
     p->close_cb = NULL;
     if (cb != NULL)
@@ -361,7 +393,10 @@ static void conn_handle_closed(uv_handle_t *h)
         p->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    while (c->out_head != NULL)
+        out_pop(c, 1);
     tls_conn_free(c->tls);
+    free(c->tx_buf);
     free(c->rx_buf);
     free(c);
 
@@ -441,7 +476,7 @@ static void conn_close(struct p2p_conn *c, int reason, const char *fmt, ...)
     }
 
     /* Best effort: hand a waiting TLS alert to the kernel so the peer learns why. */
-    if (c->tls != NULL && !c->writing && c->state != CONN_CONNECTING) {
+    if (c->tls != NULL && !c->writing && c->out_head == NULL && c->state != CONN_CONNECTING) {
         uint8_t alert[ALERT_BYTES_MAX];
         size_t n = tls_conn_out_pending(c->tls);
         if (n > 0 && n <= sizeof(alert)) {
@@ -505,62 +540,129 @@ static struct p2p_conn *conn_new(struct p2p *p, bool outbound, uint32_t peer)
     return c;
 }
 
+/* Moves the TLS output into the send queue. */
+static int conn_drain_tls(struct p2p_conn *c)
+{
+    while (tls_conn_out_pending(c->tls) > 0) {
+        struct out_block *b = c->out_tail;
+        size_t got;
+
+        if (b == NULL || b->sealed || b->len == BLOCK_BYTES) {
+            b = malloc(sizeof(*b));
+            if (b == NULL)
+                return -BEX_ENOMEM;
+            b->next = NULL;
+            b->len = 0;
+            b->sealed = false;
+            if (c->out_tail != NULL)
+                c->out_tail->next = b;
+            else
+                c->out_head = b;
+            c->out_tail = b;
+        }
+        got = tls_conn_take(c->tls, b->data + b->len, BLOCK_BYTES - b->len);
+        BEX_ASSERT(got > 0);
+        b->len += got;
+        c->out_bytes += got;
+    }
+    return 0;
+}
+
+/* Encrypts the coalesced plaintext as one record and queues it. */
+static int conn_seal(struct p2p_conn *c)
+{
+    int rc;
+
+    if (c->tx_len == 0)
+        return 0;
+    rc = tls_conn_write(c->tls, c->tx_buf, c->tx_len);
+    c->tx_len = 0;
+    return rc != 0 ? rc : conn_drain_tls(c);
+}
+
 static void on_write(uv_write_t *req, int status)
 {
-    struct write_req *w = req->data;
-    struct p2p_conn *c = w->c;
-    size_t len = w->len;
+    struct p2p_conn *c = req->data;
 
-    free(w);
     BEX_ASSERT(c->writing);
     c->writing = false;
-    c->inflight = 0;
+    out_pop(c, c->write_blocks);
     if (status < 0) {
         if (!c->closing)
             conn_close(c, status == UV_EPIPE || status == UV_ECONNRESET ? P2P_REASON_EOF : P2P_REASON_IO,
                        "write: %s", uv_strerror(status));
         return;
     }
-    stats_of(c)->bytes_out += len;
+    stats_of(c)->bytes_out += c->write_bytes;
     conn_flush(c);
 }
 
 /*
- * Starts a socket write of waiting ciphertext unless one is in flight: one
+ * Starts a socket write of queued ciphertext unless one is in flight: one
  * write at a time per link, so frames queued meanwhile leave together.
  */
 static void conn_flush(struct p2p_conn *c)
 {
-    struct write_req *w;
-    uv_buf_t b;
-    size_t n;
+    uv_buf_t bufs[WRITE_BLOCKS_MAX];
+    int k = 0;
     int rc;
 
     if (c->closing || c->writing || c->tls == NULL)
         return;
-    n = tls_conn_out_pending(c->tls);
-    if (n == 0)
-        return;
-    if (n > WRITE_CHUNK_BYTES)
-        n = WRITE_CHUNK_BYTES;
-    w = malloc(sizeof(*w) + n);
-    if (w == NULL) {
-        conn_close(c, P2P_REASON_IO, "out of memory for a write of %zu bytes", n);
+    if (conn_seal(c) != 0 || conn_drain_tls(c) != 0) {
+        conn_close(c, P2P_REASON_IO, "out of memory for the send queue");
         return;
     }
-    BEX_ASSERT(tls_conn_take(c->tls, w->data, n) == n);
-    w->c = c;
-    w->len = n;
-    w->req.data = w;
-    b = uv_buf_init((char *)w->data, (unsigned)n);
-    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    c->write_bytes = 0;
+    for (struct out_block *b = c->out_head; b != NULL && k < WRITE_BLOCKS_MAX; b = b->next) {
+        BEX_ASSERT(b->len > 0);
+        b->sealed = true;
+        bufs[k++] = uv_buf_init((char *)b->data, (unsigned)b->len);
+        c->write_bytes += b->len;
+    }
+    if (k == 0)
+        return;
+    c->write_blocks = k;
+    c->write_req.data = c;
+    rc = uv_write(&c->write_req, (uv_stream_t *)&c->tcp, bufs, (unsigned)k, on_write);
     if (rc != 0) {
-        free(w);
         conn_close(c, P2P_REASON_IO, "write: %s", uv_strerror(rc));
         return;
     }
     c->writing = true;
-    c->inflight = n;
+}
+
+/*
+ * Appends plaintext for the peer. Small frames are coalesced into one TLS
+ * record until the next socket write starts (conn_flush seals them), which
+ * saves a record and its AEAD pass per frame; full records of a large frame
+ * are encrypted straight from the caller's bytes.
+ */
+static int conn_put(struct p2p_conn *c, const uint8_t *data, size_t n)
+{
+    int rc;
+
+    if (c->tx_buf == NULL && (c->tx_buf = malloc(PLAIN_BYTES)) == NULL)
+        return -BEX_ENOMEM;
+    while (n > 0) {
+        size_t take;
+
+        if (c->tx_len == 0 && n >= PLAIN_BYTES) {
+            if ((rc = tls_conn_write(c->tls, data, PLAIN_BYTES)) != 0 || (rc = conn_drain_tls(c)) != 0)
+                return rc;
+            data += PLAIN_BYTES;
+            n -= PLAIN_BYTES;
+            continue;
+        }
+        take = PLAIN_BYTES - c->tx_len < n ? PLAIN_BYTES - c->tx_len : n;
+        memcpy(c->tx_buf + c->tx_len, data, take);
+        c->tx_len += take;
+        data += take;
+        n -= take;
+        if (c->tx_len == PLAIN_BYTES && (rc = conn_seal(c)) != 0)
+            return rc;
+    }
+    return 0;
 }
 
 static int conn_send_ctrl(struct p2p_conn *c, const uint8_t *body, size_t len)
@@ -571,9 +673,9 @@ static int conn_send_ctrl(struct p2p_conn *c, const uint8_t *body, size_t len)
     BEX_ASSERT(len > 0 && len <= P2P_CTRL_BYTES_MAX);
     put_be32(buf, CTRL_BIT | (uint32_t)len);
     memcpy(buf + P2P_FRAME_HEADER_BYTES, body, len);
-    rc = tls_conn_write(c->tls, buf, P2P_FRAME_HEADER_BYTES + len);
+    rc = conn_put(c, buf, P2P_FRAME_HEADER_BYTES + len);
     if (rc != 0) {
-        conn_close(c, P2P_REASON_IO, "TLS write: %s", tls_conn_error(c->tls));
+        conn_close(c, P2P_REASON_IO, "TLS write: %s", bex_strerror(rc));
         return rc;
     }
     c->last_tx_ms = uv_now(c->p->loop);
@@ -594,7 +696,7 @@ static int conn_send_frame(struct p2p_conn *c, const uint8_t *bytes, size_t len)
     struct p2p *p = c->p;
     size_t queued = conn_queue_bytes(c);
     size_t sealed = frame_sealed_bytes(len);
-    size_t head;
+    uint8_t hdr[P2P_FRAME_HEADER_BYTES];
     int rc;
 
     BEX_ASSERT(c->state == CONN_UP);
@@ -604,15 +706,12 @@ static int conn_send_frame(struct p2p_conn *c, const uint8_t *bytes, size_t len)
                    queued, len, p->cfg.send_queue_bytes_max);
         return -BEX_EFULL;
     }
-    /* Header and the head of the payload go in one record. */
-    head = len < PLAIN_BYTES - P2P_FRAME_HEADER_BYTES ? len : PLAIN_BYTES - P2P_FRAME_HEADER_BYTES;
-    put_be32(p->tx_plain, (uint32_t)len);
-    memcpy(p->tx_plain + P2P_FRAME_HEADER_BYTES, bytes, head);
-    rc = tls_conn_write(c->tls, p->tx_plain, P2P_FRAME_HEADER_BYTES + head);
-    if (rc == 0 && head < len)
-        rc = tls_conn_write(c->tls, bytes + head, len - head);
+    put_be32(hdr, (uint32_t)len);
+    rc = conn_put(c, hdr, sizeof(hdr));
+    if (rc == 0)
+        rc = conn_put(c, bytes, len);
     if (rc != 0) {
-        conn_close(c, P2P_REASON_IO, "TLS write: %s", tls_conn_error(c->tls));
+        conn_close(c, P2P_REASON_IO, "TLS write: %s", bex_strerror(rc));
         return rc;
     }
     BEX_CHECK(conn_queue_bytes(c) <= p->cfg.send_queue_bytes_max);
@@ -1133,7 +1232,7 @@ void p2p_config_defaults(struct p2p_config *cfg)
     BEX_ASSERT(cfg != NULL);
     memset(cfg, 0, sizeof(*cfg));
     cfg->frame_bytes_max = 8u << 20;
-    cfg->send_queue_bytes_max = 32u << 20;
+    cfg->send_queue_bytes_max = 16u << 20;
     cfg->handshake_timeout_ms = 5000;
     cfg->idle_timeout_ms = 30000;
     cfg->reconnect_min_ms = 200;
@@ -1227,8 +1326,7 @@ int p2p_init(struct p2p *p, uv_loop_t *loop, const struct p2p_config *cfg)
 
     p->read_buf = malloc(READ_BYTES);
     p->rx_plain = malloc(PLAIN_BYTES);
-    p->tx_plain = malloc(PLAIN_BYTES);
-    if (p->read_buf == NULL || p->rx_plain == NULL || p->tx_plain == NULL) {
+    if (p->read_buf == NULL || p->rx_plain == NULL) {
         rc = -BEX_ENOMEM;
         snprintf(p->err, sizeof(p->err), "out of memory");
         goto fail;

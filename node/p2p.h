@@ -35,9 +35,13 @@
  *
  * Memory is bounded per peer: the receive side holds at most one frame
  * (grown as its bytes arrive, never up front from the announced length) and
- * the send side at most send_queue_bytes_max of encrypted output. A peer
- * that lets its queue overflow is disconnected (it is slow, and consensus
- * recovers missing messages by its own protocol).
+ * the send side at most send_queue_bytes_max of queued output, counted after
+ * encryption. A peer that lets its queue overflow is disconnected (it is
+ * slow, and consensus recovers missing messages by its own protocol).
+ *
+ * Sending: one socket write is in flight per link. A frame sent while the
+ * link is idle leaves at once; frames sent while a write is in flight are
+ * coalesced into full TLS records and leave together when it completes.
  *
  * All calls must come from the thread that runs the loop.
  */
@@ -104,7 +108,10 @@ typedef void (*p2p_frame_fn)(uint32_t peer, const uint8_t *bytes, size_t len, vo
  */
 typedef void (*p2p_peer_fn)(uint32_t peer, bool up, void *ud);
 
-/* Receives one log line (no trailing newline); keys and secrets are never logged. */
+/*
+ * Receives one log line (no trailing newline); keys and secrets are never
+ * logged. May be called from inside any p2p function but p2p_close().
+ */
 typedef void (*p2p_log_fn)(int level, const char *msg, void *ud);
 
 struct p2p;
@@ -127,7 +134,7 @@ struct p2p_config {
     const struct tls_key *key; /* my node key; only used during p2p_init */
 
     uint32_t frame_bytes_max;       /* largest application frame, both ways */
-    size_t send_queue_bytes_max;    /* per peer; >= frame_bytes_max + 4 */
+    size_t send_queue_bytes_max;    /* per peer; >= one largest frame once encrypted */
     uint32_t handshake_timeout_ms;  /* TCP connect + TLS + HELLO */
     uint32_t idle_timeout_ms;       /* PING every third of it */
     uint32_t reconnect_min_ms;      /* first redial delay */
@@ -201,7 +208,6 @@ struct p2p {
     uint64_t rng;
     uint8_t *read_buf; /* ciphertext from the socket, used within one read callback */
     uint8_t *rx_plain; /* decrypted bytes being parsed */
-    uint8_t *tx_plain; /* a small frame being assembled for encryption */
     p2p_close_fn close_cb;
     char err[160];
 };

@@ -378,7 +378,7 @@ static int check_signatures(struct txcheck *tc, struct txcheck_result *res, cons
     return 0;
 }
 
-int txcheck_tx(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx, size_t tx_len)
+static int check_tx(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx, size_t tx_len, bool nonce)
 {
     Bex__Tx *msg = NULL;
     Bex__TxBody *body = NULL;
@@ -439,7 +439,7 @@ int txcheck_tx(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx
     BEX_ASSERT(keys.count <= TXCHECK_KEYS_MAX);
     if ((rc = check_signers(res, msg, &keys)) != 0)
         goto fail;
-    if ((rc = check_nonce(tc, res)) != 0)
+    if (nonce && (rc = check_nonce(tc, res)) != 0)
         goto fail;
     if ((rc = check_signatures(tc, res, msg)) != 0)
         goto fail;
@@ -463,6 +463,16 @@ fail:
     if (msg != NULL)
         bex__tx__free_unpacked(msg, NULL);
     return rc;
+}
+
+int txcheck_tx(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx, size_t tx_len)
+{
+    return check_tx(tc, res, tx, tx_len, true);
+}
+
+int txcheck_tx_signed(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx, size_t tx_len)
+{
+    return check_tx(tc, res, tx, tx_len, false);
 }
 
 void txcheck_get_stats(const struct txcheck *tc, struct txcheck_stats *out)

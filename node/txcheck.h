@@ -155,6 +155,15 @@ void txcheck_free(struct txcheck *tc);
  */
 BEX_MUST_USE int txcheck_tx(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx, size_t tx_len);
 
+/*
+ * Like txcheck_tx() but without the nonce check: for the transactions of a
+ * block proposal. With several blocks in flight, or after a view change, a
+ * proposal may carry a tx whose nonce a block ahead of it already used; the
+ * executor refuses that tx deterministically (an ENONCE receipt), so it must
+ * not make the whole proposal invalid. Signatures are verified all the same.
+ */
+BEX_MUST_USE int txcheck_tx_signed(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx, size_t tx_len);
+
 /* ---- queries ---- */
 
 void txcheck_get_stats(const struct txcheck *tc, struct txcheck_stats *out);

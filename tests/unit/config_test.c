@@ -107,8 +107,8 @@ static json_t *valid_genesis(void)
         json_array_append_new(nodes, n);
     }
     json_t *doc = json_pack("{s:s, s:I, s:{s:i, s:i, s:i, s:i, s:i, s:i}, s:o, s:o}", "chain_id", "bex-local",
-                            "genesis_time_ms", (json_int_t)1764000000000, "consensus", "checkpoint_interval", 64,
-                            "window", 32, "view_timeout_ms", 2000, "block_txs_max", 2000, "block_bytes_max",
+                            "genesis_time_ms", (json_int_t)1764000000000, "consensus", "checkpoint_interval", 16,
+                            "window", 64, "view_timeout_ms", 2000, "block_txs_max", 2000, "block_bytes_max",
                             4194304, "batch_delay_ms", 20, "agencies", agencies, "nodes", nodes);
     assert_non_null(doc);
     return doc;
@@ -245,18 +245,18 @@ static void config_genesis_defaults_and_f(void **state)
     json_t *doc = valid_genesis();
     set_at(doc, "consensus", NULL);
     expect_genesis(fx, doc, 0, NULL);
-    assert_int_equal(fx->g.consensus.checkpoint_interval, 64);
-    assert_int_equal(fx->g.consensus.window, 32);
+    assert_int_equal(fx->g.consensus.checkpoint_interval, 32);
+    assert_int_equal(fx->g.consensus.window, 128);
     assert_int_equal(fx->g.consensus.view_timeout_ms, 2000);
     assert_int_equal(fx->g.consensus.block_txs_max, 2000);
     assert_int_equal(fx->g.consensus.block_bytes_max, 4u << 20);
     assert_int_equal(fx->g.consensus.batch_delay_ms, 20);
 
     doc = valid_genesis();
-    set_at(doc, "consensus", json_pack("{s:i}", "window", 8));
+    set_at(doc, "consensus", json_pack("{s:i, s:i}", "window", 8, "checkpoint_interval", 4));
     expect_genesis(fx, doc, 0, NULL);
     assert_int_equal(fx->g.consensus.window, 8);
-    assert_int_equal(fx->g.consensus.checkpoint_interval, 64);
+    assert_int_equal(fx->g.consensus.checkpoint_interval, 4);
 
     /* n = 7 tolerates f = 2; n = 3f + 1 is not required (n = 5: f = 1). */
     doc = valid_genesis();
@@ -301,7 +301,7 @@ static void config_genesis_round_trip_and_hash(void **state)
     /* A genesis built in memory goes through the same rules on writing. */
     copy->consensus.window = 0;
     assert_int_equal(config_write_genesis(copy, path2, true, fx->err, sizeof(fx->err)), -BEX_EINVAL);
-    assert_non_null(strstr(fx->err, "consensus.window: 0 is outside [1, 4096]"));
+    assert_non_null(strstr(fx->err, "consensus.window: 0 is outside [1, 128]"));
     config_genesis_close(copy);
     free(copy);
 }
@@ -346,7 +346,10 @@ static void config_genesis_top_level_rules(void **state)
 
     doc = valid_genesis();
     set_at(doc, "consensus.window", json_integer(0));
-    expect_genesis(fx, doc, -BEX_EINVAL, "consensus.window: 0 is outside [1, 4096]");
+    expect_genesis(fx, doc, -BEX_EINVAL, "consensus.window: 0 is outside [1, 128]");
+    doc = valid_genesis();
+    set_at(doc, "consensus.window", json_integer(60));
+    expect_genesis(fx, doc, -BEX_EINVAL, "consensus.window: 60 is not a multiple of checkpoint_interval 16");
     doc = valid_genesis();
     set_at(doc, "consensus.view_timeout_ms", json_integer(10));
     expect_genesis(fx, doc, -BEX_EINVAL, "consensus.view_timeout_ms: 10 is outside");

@@ -142,6 +142,7 @@ static void catalog_update_bumps_version_owner_only(void **state)
     assert_int_equal(h_register(&h, TRAFFIC, "city.traffic/v", BEX__SHARE_TYPE__SHARE_UNCONDITIONAL, "*", NULL), 0);
     Bex__Resource *r = get_resource(&h, "city.traffic/v");
     assert_non_null(r);
+    free(r->title);
     r->title = "Renamed";
     Bex__CatalogPutArgs a = BEX__CATALOG_PUT_ARGS__INIT;
     a.resource = r;

@@ -6,7 +6,7 @@
 
 #include <openssl/evp.h>
 
-#include "internal.h"
+#include "../../contracts/internal.h"
 
 static const char *const FIELDS_PLATE[] = {"plate"};
 
@@ -146,6 +146,50 @@ static void exec_unknown_contract_or_method(void **state)
     assert_int_equal(h_query(&h, &m, "grant", "nothing", NULL), BEX_EUNKNOWN);
     assert_int_equal(h_query(&h, &m, "nothing", "list", NULL), BEX_EUNKNOWN);
     h_close(&h);
+}
+
+static void exec_undecodable_or_unknown_args_refused(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h);
+    assert_int_equal(h_register(&h, TRAFFIC, "city.traffic/v", BEX__SHARE_TYPE__SHARE_UNCONDITIONAL, "*", NULL), 0);
+    Bex__CatalogWithdrawArgs w = BEX__CATALOG_WITHDRAW_ARGS__INIT;
+    w.id = "city.traffic/v";
+    uint8_t buf[64];
+    size_t n = bex__catalog_withdraw_args__pack(&w, buf);
+    /* Field 99 (varint 1) is not in the schema. */
+    buf[n] = 0x98;
+    buf[n + 1] = 0x06;
+    buf[n + 2] = 0x01;
+    h_queue_raw(&h, TRAFFIC, SIG_O1, "catalog", "withdraw", buf, n + 3, 0);
+    h_block(&h);
+    assert_int_equal(h.rc[0].code, BEX_EDECODE);
+    assert_string_equal(h_msg(&h), "arguments of bex.CatalogWithdrawArgs carry unknown fields");
+    /* A truncated encoding does not decode at all. */
+    h_queue_raw(&h, TRAFFIC, SIG_O1, "catalog", "withdraw", buf, n - 2, 0);
+    h_block(&h);
+    assert_int_equal(h.rc[0].code, BEX_EDECODE);
+    /* The exact encoding works. */
+    h_queue_raw(&h, TRAFFIC, SIG_O1, "catalog", "withdraw", buf, n, 0);
+    h_block(&h);
+    assert_int_equal(h.rc[0].code, 0);
+    h_close(&h);
+}
+
+static void exec_messages_are_clean_text(void **state)
+{
+    (void)state;
+    struct contract_ctx *c = calloc(1, sizeof(*c));
+    assert_non_null(c);
+    /* Control characters go; a valid multibyte character stays; a cut one goes. */
+    assert_int_equal(contract__fail(c, BEX_EINVAL, "a\nb \xc3\xa9"), -BEX_EINVAL);
+    assert_string_equal(c->message, "a?b \xc3\xa9");
+    assert_int_equal(contract__fail(c, BEX_EINVAL, "cut \xe2\x82"), -BEX_EINVAL);
+    assert_string_equal(c->message, "cut ");
+    assert_int_equal(contract__fail(c, BEX_EINVAL, "bad \xff\xfe ok"), -BEX_EINVAL);
+    assert_string_equal(c->message, "bad ?? ok");
+    free(c);
 }
 
 static void exec_oversized_args_refused(void **state)
@@ -415,8 +459,8 @@ static void exec_output_sorted_with_history_and_root(void **state)
     uint8_t root[32];
     manual_root(root, prev, out);
     assert_memory_equal(root, out->state_root, 32);
-    /* History: each successful tx wrote grant/next, the grant and 3 indexes. */
-    assert_int_equal(out->history_count, 10);
+    /* History: each successful tx wrote grant/next, the grant, 3 indexes and its marker. */
+    assert_int_equal(out->history_count, 12);
     size_t touched_next = 0;
     for (size_t i = 0; i < out->history_count; i++) {
         assert_true(out->history[i].tx_index <= 1);
@@ -606,14 +650,14 @@ static void memstore_bounds_and_order(void **state)
     struct exec_store st;
     assert_int_equal(memstore_new(&ms, 3, 1000), 0);
     memstore_store(ms, &st);
-    static const char *const keys[] = {"b", "a", "c"};
+    static const char *const keys[] = {"a", "b", "c"};
     put_store(ms, keys, 3);
     assert_int_equal(memstore_count(ms), 3);
     struct collect col = {0};
-    assert_int_equal(st.iter(st.user, "", 0, NULL, 0, collect_cb, &col), 0);
-    assert_int_equal(col.n, 3);
-    assert_string_equal(col.keys[0], "a");
-    assert_string_equal(col.keys[2], "c");
+    assert_int_equal(st.iter(st.user, "", 0, "a", 1, collect_cb, &col), 0);
+    assert_int_equal(col.n, 2);
+    assert_string_equal(col.keys[0], "b");
+    assert_string_equal(col.keys[1], "c");
     /* A fourth key is over the bound and changes nothing. */
     static const char *const more[] = {"d"};
     struct exec_write w = {.key = more[0], .key_len = 1, .val = (const uint8_t *)"v", .val_len = 1};
@@ -632,6 +676,142 @@ static void memstore_bounds_and_order(void **state)
     memstore_free(ms);
 }
 
+/* ------------------------------------------------- random arguments */
+
+static uint64_t xs(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Fills a message of type d with random values drawn to hit the validators. */
+static ProtobufCMessage *random_msg(uint64_t *s, const ProtobufCMessageDescriptor *d, int depth)
+{
+    static const char *const strings[] = {"",           "city.traffic/violations", "city.police", "plate",
+                                          "owner_name", "amount",                  "*",           "x y\n",
+                                          "city.traffic", "state.health/r0",       "\xff\xfe"};
+    ProtobufCMessage *m = calloc(1, d->sizeof_message);
+    assert_non_null(m);
+    d->message_init(m);
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        char *member = (char *)m + f->offset;
+        if (xs(s) % 3 == 0 || (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF && *(uint32_t *)((char *)m + f->quantifier_offset)))
+            continue;
+        size_t n = f->label == PROTOBUF_C_LABEL_REPEATED ? xs(s) % 4 : 1;
+        size_t elt = f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE ? sizeof(void *)
+                     : f->type == PROTOBUF_C_TYPE_BYTES                                      ? sizeof(ProtobufCBinaryData)
+                     : f->type == PROTOBUF_C_TYPE_UINT64                                     ? 8
+                                                                                             : 4;
+        char *slot = member;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            if (n == 0)
+                continue;
+            slot = calloc(n, elt);
+            assert_non_null(slot);
+            *(char **)member = slot;
+            *(size_t *)((char *)m + f->quantifier_offset) = n;
+        }
+        for (size_t k = 0; k < n; k++) {
+            void *p = slot + k * elt;
+            switch (f->type) {
+            case PROTOBUF_C_TYPE_STRING:
+                *(char **)p = strdup(strings[xs(s) % BEX_ARRAY_LEN(strings)]);
+                break;
+            case PROTOBUF_C_TYPE_BYTES: {
+                static const size_t sizes[] = {0, 6, 32, 40, 93, 200};
+                ProtobufCBinaryData *b = p;
+                b->len = sizes[xs(s) % BEX_ARRAY_LEN(sizes)];
+                b->data = malloc(b->len + 1);
+                memset(b->data, (int)(xs(s) & 0xff), b->len);
+                break;
+            }
+            case PROTOBUF_C_TYPE_MESSAGE:
+                *(ProtobufCMessage **)p = depth < 3 ? random_msg(s, f->descriptor, depth + 1) : NULL;
+                break;
+            case PROTOBUF_C_TYPE_UINT64:
+                *(uint64_t *)p = xs(s) % 2 ? xs(s) % 5 : H_T0 + xs(s) % (10 * H_DAY);
+                break;
+            case PROTOBUF_C_TYPE_BOOL:
+                *(protobuf_c_boolean *)p = xs(s) % 2;
+                break;
+            default:
+                *(uint32_t *)p = (uint32_t)(xs(s) % 5);
+                break;
+            }
+        }
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+            *(uint32_t *)((char *)m + f->quantifier_offset) = f->id;
+    }
+    return m;
+}
+
+struct method_list {
+    const char *contract[32];
+    const char *name[32];
+    size_t n;
+};
+
+static void collect_methods(void *user, const char *contract, const char *kind, const char *name)
+{
+    struct method_list *l = user;
+    if (strcmp(kind, "method") != 0)
+        return;
+    assert_true(l->n < 32);
+    l->contract[l->n] = contract;
+    l->name[l->n++] = name;
+}
+
+static void exec_random_args_answered_with_codes(void **state)
+{
+    (void)state;
+    struct harness h;
+    h_init(&h);
+    assert_int_equal(h_register(&h, TRAFFIC, "city.traffic/violations", BEX__SHARE_TYPE__SHARE_CONDITIONAL, "*", NULL),
+                     0);
+    struct method_list l = {0};
+    contract_list(collect_methods, &l);
+    assert_int_equal(l.n, 15);
+    uint64_t seed = 0x5eed;
+    size_t ok = 0, failed = 0;
+    for (int round = 0; round < 40; round++) {
+        for (size_t i = 0; i < l.n; i++) {
+            const ProtobufCMessageDescriptor *ad, *rd;
+            assert_int_equal(contract_describe(&ad, &rd, l.contract[i], "method", l.name[i]), 0);
+            ProtobufCMessage *m = random_msg(&seed, ad, 0);
+            uint8_t buf[8192];
+            size_t n = protobuf_c_message_get_packed_size(m);
+            assert_true(n <= sizeof(buf));
+            protobuf_c_message_pack(m, buf);
+            protobuf_c_message_free_unpacked(m, NULL);
+            /* Some of the encodings get a byte flipped. */
+            if (n > 0 && xs(&seed) % 4 == 0)
+                buf[xs(&seed) % n] ^= (uint8_t)(1 + xs(&seed) % 255);
+            h_queue_raw(&h, (int)(xs(&seed) % H_AGENCIES), SIG_O1 | (xs(&seed) % 2 ? SIG_O2 : SIG_NODE),
+                        l.contract[i], l.name[i], buf, n, 0);
+        }
+        h_advance(&h, 3600 * 1000);
+        h_block(&h);
+        for (size_t i = 0; i < h.rc_count; i++) {
+            assert_true(h.rc[i].code >= 0 && h.rc[i].code < BEX_E_COUNT);
+            assert_int_not_equal(h.rc[i].code, BEX_ENONCE);
+            if (h.rc[i].code == 0)
+                ok++;
+            else
+                failed++;
+            assert_true(h.rc[i].code == 0 || h.rc[i].message[0] != '\0');
+            /* Whatever the arguments held, the message is clean text. */
+            for (const char *p = h.rc[i].message; *p; p++)
+                assert_true((unsigned char)*p >= 0x20 && *p != 0x7f);
+        }
+    }
+    print_message("random args: %zu ok, %zu refused\n", ok, failed);
+    assert_true(failed > 0);
+    h_close(&h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -639,6 +819,8 @@ int main(void)
         cmocka_unit_test(exec_genesis_refuses_bad_agencies),
         cmocka_unit_test(exec_nonce_replay_refused),
         cmocka_unit_test(exec_unknown_contract_or_method),
+        cmocka_unit_test(exec_undecodable_or_unknown_args_refused),
+        cmocka_unit_test(exec_messages_are_clean_text),
         cmocka_unit_test(exec_oversized_args_refused),
         cmocka_unit_test(exec_budget_exhaustion_fails_tx),
         cmocka_unit_test(exec_failed_tx_leaves_audit_and_consumes_nonce),
@@ -650,6 +832,7 @@ int main(void)
         cmocka_unit_test(exec_same_blocks_same_roots_across_processes),
         cmocka_unit_test(exec_iteration_merges_overlays),
         cmocka_unit_test(memstore_bounds_and_order),
+        cmocka_unit_test(exec_random_args_answered_with_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

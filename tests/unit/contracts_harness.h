@@ -188,12 +188,11 @@ H_FN void h_close(struct harness *h)
     memstore_free(h->ms);
 }
 
-/* Encodes a tx with explicit nonce (0: the agency's next) and queues it. */
-H_FN void h_queue_nonce(struct harness *h, int agency, unsigned sigs, const char *contract, const char *method,
-                          const ProtobufCMessage *args, uint64_t nonce)
+/* Encodes a tx with raw argument bytes and explicit nonce (0: the agency's next) and queues it. */
+H_FN void h_queue_raw(struct harness *h, int agency, unsigned sigs, const char *contract, const char *method,
+                      const uint8_t *args, size_t args_len, uint64_t nonce)
 {
     struct h_agency *a = &h->ag[agency];
-    static uint8_t argbuf[1u << 20];
     static uint8_t zero_sig[64];
     Bex__TxBody body = BEX__TX_BODY__INIT;
     body.chain_id = H_CHAIN;
@@ -201,13 +200,8 @@ H_FN void h_queue_nonce(struct harness *h, int agency, unsigned sigs, const char
     body.nonce = nonce ? nonce : ++a->nonce;
     body.contract = (char *)contract;
     body.method = (char *)method;
-    if (args) {
-        size_t n = protobuf_c_message_get_packed_size(args);
-        assert_true(n <= sizeof(argbuf));
-        protobuf_c_message_pack(args, argbuf);
-        body.args.data = argbuf;
-        body.args.len = n;
-    }
+    body.args.data = (uint8_t *)args;
+    body.args.len = args_len;
     body.timestamp_ms = h->time_ms;
     size_t blen = bex__tx_body__get_packed_size(&body);
     uint8_t *bbuf = malloc(blen + 1);
@@ -246,6 +240,20 @@ H_FN void h_queue_nonce(struct harness *h, int agency, unsigned sigs, const char
     h->pending_count++;
 }
 
+/* Encodes a tx with explicit nonce (0: the agency's next) and queues it. */
+H_FN void h_queue_nonce(struct harness *h, int agency, unsigned sigs, const char *contract, const char *method,
+                        const ProtobufCMessage *args, uint64_t nonce)
+{
+    static uint8_t argbuf[1u << 20];
+    size_t n = 0;
+    if (args) {
+        n = protobuf_c_message_get_packed_size(args);
+        assert_true(n <= sizeof(argbuf));
+        protobuf_c_message_pack(args, argbuf);
+    }
+    h_queue_raw(h, agency, sigs, contract, method, argbuf, n, nonce);
+}
+
 H_FN void h_queue(struct harness *h, int agency, unsigned sigs, const char *contract, const char *method,
                     const ProtobufCMessage *args)
 {
@@ -277,7 +285,8 @@ H_FN const struct exec_output *h_block(struct harness *h)
         assert_int_equal(r->index, i);
         snprintf(hr->message, sizeof(hr->message), "%s", r->message);
         assert_true(r->result.len <= sizeof(hr->result));
-        memcpy(hr->result, r->result.data, r->result.len);
+        if (r->result.len > 0)
+            memcpy(hr->result, r->result.data, r->result.len);
         hr->result_len = r->result.len;
         memcpy(hr->tx_id, out->receipts[i].tx_id, CONTRACT_HASH_BYTES);
         bex__receipt__free_unpacked(r, NULL);

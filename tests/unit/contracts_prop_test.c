@@ -259,7 +259,8 @@ static void gen_tx(struct harness *h, struct rng *r, uint64_t max_grant, uint64_
                 a = agency_index(h, strcmp(act, "escalate") == 0 ? gr->consumer : gr->owner);
         }
         h_queue(h, a, sigs, "grant", act, &g.base);
-        contract_result_free(&gr->base);
+        if (gr)
+            contract_result_free(&gr->base);
         return;
     }
     case 8:

@@ -1,0 +1,1461 @@
+#include "node.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bex.pb-c.h"
+#include "keystore.h"
+#include "log.h"
+#include "tls.h"
+
+#define HELLO_EVERY_MS 1000
+#define FETCH_RETRY_MS 500
+#define PROPOSAL_RETRY_MS 300
+#define MEMPOOL_TTL_MS (10u * 60 * 1000)
+#define NODE_VERSION "bex/0.1"
+
+static const uint8_t zero_digest[PBFT_DIGEST_BYTES];
+
+static void do_actions(struct node *n);
+static void apply_commits(struct node *n);
+
+uint64_t node_now_ms(const struct node *n)
+{
+    struct timespec ts;
+
+    (void)n;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Monotonic milliseconds for the engine's timers. */
+static uint64_t mono_ms(const struct node *n)
+{
+    return uv_now(n->loop);
+}
+
+static void hex32(char out[65], const uint8_t b[32])
+{
+    BEX_ASSERT(crypto_hex_encode(out, 65, b, 32) == 0);
+}
+
+static void log_context(struct node *n)
+{
+    log_set_context(pbft_view(n->pbft), ledger_height(n->ledger));
+}
+
+/* ---------------------------------------------------------------- crypto adapters */
+
+/* PBFT signs SHA-256(chain tag || canonical bytes): votes of one chain never count on another. */
+static void pbft_hash(void *ctx, const uint8_t *bytes, size_t len, uint8_t out[PBFT_DIGEST_BYTES])
+{
+    struct node *n = ctx;
+    struct crypto_sha256_ctx c;
+
+    crypto_sha256_init(&c);
+    crypto_sha256_update(&c, n->chain_tag, sizeof n->chain_tag);
+    crypto_sha256_update(&c, bytes, len);
+    crypto_sha256_final(&c, out);
+}
+
+static void pbft_sign(void *ctx, const uint8_t digest[PBFT_DIGEST_BYTES], uint8_t sig[PBFT_SIG_BYTES])
+{
+    struct node *n = ctx;
+    struct crypto_sig s;
+
+    BEX_ASSERT(crypto_sign(&s, &n->node_sk, digest) == 0);
+    memcpy(sig, s.b, PBFT_SIG_BYTES);
+}
+
+static bool pbft_verify(void *ctx, uint32_t replica, const uint8_t digest[PBFT_DIGEST_BYTES],
+                        const uint8_t sig[PBFT_SIG_BYTES])
+{
+    struct node *n = ctx;
+    struct crypto_sig s;
+
+    if (replica >= n->gen.nodes_n)
+        return false;
+    memcpy(s.b, sig, PBFT_SIG_BYTES);
+    return crypto_verify(&n->gen.nodes[replica].node_key, digest, &s) == 0;
+}
+
+static void tc_sha256(uint8_t out[TXCHECK_HASH_BYTES], const void *data, size_t len)
+{
+    crypto_sha256(out, data, len);
+}
+
+static int tc_verify(const uint8_t pub[TXCHECK_PUB_BYTES], const uint8_t digest[TXCHECK_HASH_BYTES],
+                     const uint8_t sig[TXCHECK_SIG_BYTES])
+{
+    struct crypto_pubkey pk;
+    struct crypto_sig s;
+
+    memcpy(pk.b, pub, sizeof pk.b);
+    memcpy(s.b, sig, sizeof s.b);
+    return crypto_verify(&pk, digest, &s);
+}
+
+/* The agency registry is fixed by the genesis until governance exists, so keys come from it. */
+static int tc_keys(struct txcheck_keys *keys, const char *sender, void *user)
+{
+    struct node *n = user;
+    int i = config_genesis_find_agency(&n->gen, sender);
+    const struct genesis_agency *a;
+
+    if (i < 0)
+        return -BEX_EUNKNOWN;
+    a = &n->gen.agencies[i];
+    keys->count = 0;
+    for (uint32_t k = 0; k < a->officers_n && keys->count < TXCHECK_KEYS_MAX; k++)
+        memcpy(keys->key[keys->count++], a->officers[k].b, TXCHECK_PUB_BYTES);
+    if (a->node_index >= 0 && keys->count < TXCHECK_KEYS_MAX)
+        memcpy(keys->key[keys->count++], n->gen.nodes[a->node_index].node_key.b, TXCHECK_PUB_BYTES);
+    return 0;
+}
+
+static int last_nonce(uint64_t *last, const char *sender, void *user)
+{
+    struct node *n = user;
+
+    return ledger_last_nonce(n->ledger, last, sender);
+}
+
+/* ---------------------------------------------------------------- sending */
+
+static int pack_envelope(uint8_t **out, size_t *len, const Bex__Envelope *env)
+{
+    size_t sz = bex__envelope__get_packed_size(env);
+
+    *out = malloc(sz ? sz : 1);
+    if (*out == NULL)
+        return -BEX_ENOMEM;
+    *len = bex__envelope__pack(env, *out);
+    return 0;
+}
+
+/* Sends env to one peer (peer < n) or to all (peer == P2P_PEER_NONE). Failures are the peer's problem. */
+static void send_env(struct node *n, uint32_t peer, const Bex__Envelope *env)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc;
+
+    if (pack_envelope(&buf, &len, env) != 0) {
+        LOG_E("node: out of memory encoding a message");
+        return;
+    }
+    if (peer == P2P_PEER_NONE)
+        rc = p2p_broadcast(&n->p2p, buf, len);
+    else
+        rc = p2p_send(&n->p2p, peer, buf, len);
+    if (rc != 0 && rc != -BEX_ECLOSED)
+        LOG_D("node: send to %d: %s", peer == P2P_PEER_NONE ? -1 : (int)peer, bex_strerror(rc));
+    free(buf);
+}
+
+static void send_hello(struct node *n, uint32_t peer)
+{
+    Bex__Envelope env = BEX__ENVELOPE__INIT;
+    Bex__Hello h = BEX__HELLO__INIT;
+
+    h.chain_id = n->gen.chain_id;
+    h.replica = n->self;
+    h.height = ledger_height(n->ledger);
+    h.version = (char *)NODE_VERSION;
+    env.kind_case = BEX__ENVELOPE__KIND_HELLO;
+    env.hello = &h;
+    send_env(n, peer, &env);
+}
+
+/* ---------------------------------------------------------------- proposals */
+
+static struct node_proposal *prop_find(struct node *n, const uint8_t digest[PBFT_DIGEST_BYTES])
+{
+    for (size_t i = 0; i < NODE_PROPOSALS_MAX; i++) {
+        if (n->props[i].used && memcmp(n->props[i].digest, digest, PBFT_DIGEST_BYTES) == 0)
+            return &n->props[i];
+    }
+    return NULL;
+}
+
+static void prop_drop(struct node_proposal *p)
+{
+    free(p->bytes);
+    memset(p, 0, sizeof *p);
+}
+
+/* Frees proposals at or below the executed height; they are in the store now. */
+static void prop_gc(struct node *n)
+{
+    uint64_t h = ledger_height(n->ledger);
+
+    for (size_t i = 0; i < NODE_PROPOSALS_MAX; i++) {
+        if (n->props[i].used && n->props[i].height <= h)
+            prop_drop(&n->props[i]);
+    }
+}
+
+/* Takes ownership of bytes. Returns the slot, or NULL when the cache is full (bytes freed). */
+static struct node_proposal *prop_add(struct node *n, const uint8_t digest[PBFT_DIGEST_BYTES], uint64_t height,
+                                      uint8_t *bytes, size_t len, bool valid)
+{
+    struct node_proposal *p = prop_find(n, digest);
+
+    if (p != NULL) {
+        free(bytes);
+        p->valid = p->valid || valid;
+        return p;
+    }
+    prop_gc(n);
+    for (size_t i = 0; i < NODE_PROPOSALS_MAX; i++) {
+        if (!n->props[i].used) {
+            p = &n->props[i];
+            p->used = true;
+            p->valid = valid;
+            memcpy(p->digest, digest, PBFT_DIGEST_BYTES);
+            p->height = height;
+            p->bytes = bytes;
+            p->len = len;
+            return p;
+        }
+    }
+    free(bytes);
+    LOG_W("node: proposal cache full; dropped a proposal at height %" PRIu64, height);
+    return NULL;
+}
+
+/*
+ * Checks a proposal from a peer before this replica may prepare it: it
+ * decodes, is of this chain, its height is within reach, it respects the
+ * block limits, and every tx carries valid signatures of its sender's keys.
+ */
+static int prop_validate(struct node *n, uint64_t *height, const uint8_t *bytes, size_t len, char *why, size_t why_n)
+{
+    Bex__BlockProposal *p;
+    uint64_t h = ledger_height(n->ledger);
+    int rc = 0;
+
+    if (len > n->gen.consensus.block_bytes_max + 4096u) {
+        snprintf(why, why_n, "%zu bytes", len);
+        return -BEX_ELIMIT;
+    }
+    p = bex__block_proposal__unpack(NULL, len, bytes);
+    if (p == NULL) {
+        snprintf(why, why_n, "does not decode");
+        return -BEX_EDECODE;
+    }
+    *height = p->height;
+    if (strcmp(p->chain_id, n->gen.chain_id) != 0 || p->null) {
+        snprintf(why, why_n, "wrong chain or a null proposal");
+        rc = -BEX_EINVAL;
+    } else if (p->height <= h || p->height > h + 2u * n->pcfg.window) {
+        snprintf(why, why_n, "height %" PRIu64 " out of reach (executed %" PRIu64 ")", p->height, h);
+        rc = -BEX_ELIMIT;
+    } else if (p->n_txs > n->gen.consensus.block_txs_max) {
+        snprintf(why, why_n, "%zu txs", p->n_txs);
+        rc = -BEX_ELIMIT;
+    }
+    for (size_t i = 0; rc == 0 && i < p->n_txs; i++) {
+        struct txcheck_result res;
+
+        rc = txcheck_tx_signed(n->txcheck, &res, p->txs[i].data, p->txs[i].len);
+        if (rc != 0)
+            snprintf(why, why_n, "tx %zu: %.100s", i, res.reason);
+    }
+    bex__block_proposal__free_unpacked(p, NULL);
+    return rc;
+}
+
+/* Feeds the held PRE-PREPAREs whose proposal is now valid. */
+static void release_held(struct node *n)
+{
+    uint32_t k = 0;
+
+    for (uint32_t i = 0; i < n->held_n; i++) {
+        struct node_proposal *p = prop_find(n, n->held[i].digest);
+
+        if (p != NULL && p->valid) {
+            struct pbft_msg m = {.type = PBFT_MSG_PRE_PREPARE, .vote = n->held[i]};
+
+            if (pbft_step(n->pbft, &m, n->acts) != 0)
+                LOG_D("consensus: dropped a held PRE-PREPARE");
+            do_actions(n);
+        } else if (n->held[i].seq > ledger_height(n->ledger)) {
+            n->held[k++] = n->held[i];
+        }
+    }
+    n->held_n = k;
+}
+
+static void on_proposal(struct node *n, uint32_t peer, const Bex__BlockProposal *p_unused, const uint8_t *bytes,
+                        size_t len)
+{
+    uint8_t digest[PBFT_DIGEST_BYTES];
+    uint8_t *copy;
+    uint64_t height = 0;
+    char why[160] = "";
+    int rc;
+
+    (void)p_unused;
+    crypto_sha256(digest, bytes, len);
+    if (prop_find(n, digest) != NULL)
+        return;
+    rc = prop_validate(n, &height, bytes, len, why, sizeof why);
+    if (rc != 0) {
+        LOG_W("node: invalid proposal from %u: %s", peer, why);
+        return;
+    }
+    copy = malloc(len ? len : 1);
+    if (copy == NULL)
+        return;
+    memcpy(copy, bytes, len);
+    if (prop_add(n, digest, height, copy, len, true) != NULL) {
+        release_held(n);
+        apply_commits(n);
+    }
+}
+
+/* The primary cuts one block when txs wait and the batch is full or old enough. */
+static void maybe_propose(struct node *n, uint64_t now_ms)
+{
+    const struct genesis_consensus *c = &n->gen.consensus;
+    const struct mempool_tx **txs = NULL;
+    Bex__BlockProposal bp = BEX__BLOCK_PROPOSAL__INIT;
+    ProtobufCBinaryData *bins = NULL;
+    uint8_t digest[PBFT_DIGEST_BYTES], *bytes = NULL;
+    uint64_t seq;
+    size_t count, len;
+    int rc;
+
+    if (n->catching_up || n->store_failed || pbft_primary(n->pbft) != n->self || !pbft_view_active(n->pbft))
+        return;
+    if (mempool_count(n->mempool) == 0)
+        return;
+    if (mempool_count(n->mempool) < c->block_txs_max && mempool_oldest_age_ms(n->mempool, now_ms) < c->batch_delay_ms)
+        return;
+    if (pbft_next_seq(n->pbft, &seq) != 0)
+        return;
+    txs = malloc(c->block_txs_max * sizeof *txs);
+    bins = malloc(c->block_txs_max * sizeof *bins);
+    if (txs == NULL || bins == NULL)
+        goto done;
+    count = mempool_select(n->mempool, txs, c->block_txs_max, c->block_bytes_max - 4096u, seq);
+    if (count == 0)
+        goto done;
+    for (size_t i = 0; i < count; i++)
+        bins[i] = (ProtobufCBinaryData){txs[i]->len, (uint8_t *)txs[i]->bytes};
+    bp.chain_id = n->gen.chain_id;
+    bp.height = seq;
+    bp.view = pbft_view(n->pbft);
+    bp.time_ms = now_ms > ledger_time_ms(n->ledger) ? now_ms : ledger_time_ms(n->ledger);
+    bp.proposer = n->self;
+    bp.n_txs = count;
+    bp.txs = bins;
+    len = bex__block_proposal__get_packed_size(&bp);
+    bytes = malloc(len);
+    if (bytes == NULL)
+        goto unmark;
+    bex__block_proposal__pack(&bp, bytes);
+    crypto_sha256(digest, bytes, len);
+    {
+        Bex__Envelope env = BEX__ENVELOPE__INIT;
+
+        env.kind_case = BEX__ENVELOPE__KIND_PROPOSAL;
+        env.proposal = &bp;
+        send_env(n, P2P_PEER_NONE, &env);
+    }
+    if (prop_add(n, digest, seq, bytes, len, true) == NULL) {
+        bytes = NULL;
+        goto unmark;
+    }
+    bytes = NULL;
+    if ((rc = pbft_propose(n->pbft, digest, n->acts)) != 0) {
+        LOG_W("node: propose h=%" PRIu64 ": %s", seq, bex_strerror(rc));
+        goto unmark;
+    }
+    n->proposed_height = seq;
+    LOG_D("node: proposed h=%" PRIu64 " with %zu txs", seq, count);
+    do_actions(n);
+    goto done;
+unmark:
+    mempool_unmark(n->mempool, seq);
+done:
+    free(bytes);
+    free(txs);
+    free(bins);
+}
+
+/* ---------------------------------------------------------------- persistence of votes */
+
+/*
+ * Keys of the persisted votes sort in the order pbft_restore() needs: the
+ * stable proof ('a'), VIEW-CHANGEs ('b') and NEW-VIEWs ('c') by view, then
+ * everything else ('d') by type, seq and view.
+ */
+static size_t vote_key(uint8_t key[32], const struct pbft_msg *m)
+{
+    size_t k = 0;
+    uint64_t a = 0, b = 0;
+
+    switch (m->type) {
+    case PBFT_MSG_STABLE:
+        key[k++] = 'a';
+        return k;
+    case PBFT_MSG_VIEW_CHANGE:
+        key[k++] = 'b';
+        a = m->view_change->new_view;
+        break;
+    case PBFT_MSG_NEW_VIEW:
+        key[k++] = 'c';
+        a = m->new_view->view;
+        break;
+    case PBFT_MSG_PREPARED:
+        key[k++] = 'd';
+        key[k++] = (uint8_t)m->type;
+        a = m->prepared->seq;
+        b = m->prepared->view;
+        break;
+    default:
+        key[k++] = 'd';
+        key[k++] = (uint8_t)m->type;
+        a = m->vote.seq;
+        b = m->vote.view;
+        break;
+    }
+    for (int i = 7; i >= 0; i--)
+        key[k++] = (uint8_t)(a >> (8 * i));
+    for (int i = 7; i >= 0; i--)
+        key[k++] = (uint8_t)(b >> (8 * i));
+    return k;
+}
+
+static void fatal_store(struct node *n, int rc, const char *what)
+{
+    char msg[200];
+
+    store_error(ledger_store(n->ledger), msg, sizeof msg);
+    snprintf(n->store_err, sizeof n->store_err, "%s: %s (%s)", what, bex_strerror(rc), msg);
+    if (!n->store_failed)
+        LOG_E("node: store refuses writes: %s; serving reads only until space is freed and the node restarted",
+              n->store_err);
+    n->store_failed = true;
+}
+
+static int persist(struct node *n, const struct pbft_msg *m)
+{
+    uint8_t key[32], *val;
+    size_t klen = vote_key(key, m), vlen;
+    int rc;
+
+    if ((rc = wire_encode(&val, &vlen, m)) != 0)
+        return rc;
+    rc = store_pbft_put(ledger_store(n->ledger), key, klen, val, vlen);
+    free(val);
+    if (rc == 0 && m->type == PBFT_MSG_VIEW_CHANGE && m->view_change->new_view > 0) {
+        /* Only the latest VIEW-CHANGE matters. */
+        uint8_t to[32];
+        size_t tlen = vote_key(to, m);
+
+        rc = store_pbft_prune(ledger_store(n->ledger), NULL, (const uint8_t *)"b", 1, to, tlen);
+    }
+    if (rc != 0)
+        fatal_store(n, rc, "persisting a vote");
+    return rc;
+}
+
+/* After a stable checkpoint at seq: drop persisted votes of seqs <= seq. */
+static void prune_votes(struct node *n, uint64_t seq)
+{
+    for (uint8_t t = PBFT_MSG_PRE_PREPARE; t <= PBFT_MSG_PREPARED; t++) {
+        uint8_t from[2] = {'d', t}, to[10] = {'d', t};
+
+        for (int i = 7; i >= 0; i--)
+            to[2 + (7 - i)] = (uint8_t)((seq + 1) >> (8 * i));
+        if (store_pbft_prune(ledger_store(n->ledger), NULL, from, 2, to, 10) != 0)
+            LOG_W("store: cannot prune persisted votes below %" PRIu64, seq);
+    }
+}
+
+struct restore_ctx {
+    struct node *n;
+    int restored, refused;
+};
+
+static int restore_one(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len)
+{
+    struct restore_ctx *rc = arg;
+    struct pbft_msg m;
+
+    (void)key;
+    (void)key_len;
+    if (wire_decode(&m, rc->n->scratch, val, val_len) != 0 || pbft_restore(rc->n->pbft, &m) != 0)
+        rc->refused++;
+    else
+        rc->restored++;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- engine actions */
+
+static void send_msg(struct node *n, uint32_t to, const struct pbft_msg *m)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc;
+
+    if (m->type == PBFT_MSG_PRE_PREPARE && m->vote.replica == n->self) {
+        /* A proposal travels ahead of its PRE-PREPARE (retransmits and NEW-VIEW re-issues too). */
+        struct node_proposal *p = prop_find(n, m->vote.digest);
+
+        if (p != NULL) {
+            Bex__BlockProposal *bp = bex__block_proposal__unpack(NULL, p->len, p->bytes);
+
+            if (bp != NULL) {
+                Bex__Envelope env = BEX__ENVELOPE__INIT;
+
+                env.kind_case = BEX__ENVELOPE__KIND_PROPOSAL;
+                env.proposal = bp;
+                send_env(n, to, &env);
+                bex__block_proposal__free_unpacked(bp, NULL);
+            }
+        }
+    }
+    if ((rc = wire_encode(&buf, &len, m)) != 0) {
+        LOG_E("node: encoding a consensus message: %s", bex_strerror(rc));
+        return;
+    }
+    if (to == P2P_PEER_NONE)
+        rc = p2p_broadcast(&n->p2p, buf, len);
+    else
+        rc = p2p_send(&n->p2p, to, buf, len);
+    (void)rc;
+    free(buf);
+}
+
+static void queue_commit(struct node *n, const struct pbft_action *a)
+{
+    struct node_commit *c;
+    uint32_t slot;
+
+    if (n->commits_n == NODE_COMMITS_MAX) {
+        /* Cannot happen: the engine never commits more than its window ahead of execution. */
+        LOG_E("node: commit queue full at seq %" PRIu64, a->seq);
+        BEX_ASSERT(n->commits_n < NODE_COMMITS_MAX);
+    }
+    slot = (n->commits_head + n->commits_n) % NODE_COMMITS_MAX;
+    c = &n->commits[slot];
+    memset(c, 0, sizeof *c);
+    c->seq = a->seq;
+    memcpy(c->digest, a->digest, PBFT_DIGEST_BYTES);
+    if (wire_cert_encode(&c->cert, &c->cert_len, a->seq, a->digest, a->cert) != 0) {
+        LOG_E("node: out of memory encoding a certificate");
+        return;
+    }
+    n->commits_n++;
+}
+
+static void persist_stable(struct node *n, const struct pbft_action *a)
+{
+    struct pbft_msg m = {.type = PBFT_MSG_STABLE, .proof = a->proof};
+
+    if (persist(n, &m) == 0) {
+        prune_votes(n, a->seq);
+        if (store_set_checkpoint(ledger_store(n->ledger), a->seq, a->digest) != 0)
+            LOG_W("store: cannot record the stable checkpoint");
+    }
+}
+
+/*
+ * Performs the actions of the last engine call: first every persist (the
+ * engine's ordering contract: durable before any send of the same call),
+ * then the rest in order. A persist that fails stops this replica from
+ * sending anything: silence is safe, an unrecorded vote is not.
+ */
+static void do_actions(struct node *n)
+{
+    struct pbft_actions *acts = n->acts;
+    bool commits = false;
+
+    for (uint32_t i = 0; i < acts->count; i++) {
+        const struct pbft_action *a = &acts->items[i];
+
+        if (a->type == PBFT_ACT_PERSIST && persist(n, &a->msg) != 0)
+            return;
+        if (a->type == PBFT_ACT_STABLE)
+            persist_stable(n, a);
+    }
+    for (uint32_t i = 0; i < acts->count; i++) {
+        const struct pbft_action *a = &acts->items[i];
+
+        switch (a->type) {
+        case PBFT_ACT_SEND:
+            send_msg(n, a->to, &a->msg);
+            break;
+        case PBFT_ACT_BROADCAST:
+            send_msg(n, P2P_PEER_NONE, &a->msg);
+            break;
+        case PBFT_ACT_COMMIT:
+            queue_commit(n, a);
+            commits = true;
+            break;
+        case PBFT_ACT_FETCH:
+            if (a->seq > n->fetch_target)
+                n->fetch_target = a->seq;
+            break;
+        case PBFT_ACT_VIEW_CHANGE:
+            n->view_changes++;
+            metrics_counter_inc(n->m.view_changes, 0);
+            LOG_I("consensus: view change to view %" PRIu64, a->view);
+            break;
+        case PBFT_ACT_NEW_VIEW:
+            LOG_I("consensus: view %" PRIu64 " installed, primary %u", a->view, pbft_primary(n->pbft));
+            /* Our proposals of the old view above what committed may never commit: offer their txs again. */
+            mempool_unmark(n->mempool, pbft_committed_seq(n->pbft) + 1);
+            log_context(n);
+            break;
+        case PBFT_ACT_PERSIST:
+        case PBFT_ACT_STABLE:
+            break;
+        }
+    }
+    acts->count = 0;
+    if (commits)
+        apply_commits(n);
+}
+
+/* ---------------------------------------------------------------- applying blocks */
+
+static void mempool_after_block(struct node *n, const uint8_t *proposal, size_t len)
+{
+    Bex__BlockProposal *p;
+    struct mempool_done *done;
+    Bex__TxBody **bodies;
+
+    if (len == 0)
+        return;
+    p = bex__block_proposal__unpack(NULL, len, proposal);
+    if (p == NULL)
+        return;
+    done = calloc(p->n_txs ? p->n_txs : 1, sizeof *done);
+    bodies = calloc(p->n_txs ? p->n_txs : 1, sizeof *bodies);
+    if (done != NULL && bodies != NULL) {
+        for (size_t i = 0; i < p->n_txs; i++) {
+            Bex__Tx *tx = bex__tx__unpack(NULL, p->txs[i].len, p->txs[i].data);
+
+            if (tx == NULL)
+                continue;
+            crypto_sha256(done[i].id, tx->body.data, tx->body.len);
+            bodies[i] = bex__tx_body__unpack(NULL, tx->body.len, tx->body.data);
+            done[i].sender = bodies[i] ? bodies[i]->sender : NULL;
+            bex__tx__free_unpacked(tx, NULL);
+        }
+        if (mempool_commit(n->mempool, done, p->n_txs) != 0)
+            LOG_W("mempool: cannot refresh nonces after a block");
+        for (size_t i = 0; i < p->n_txs; i++) {
+            if (bodies[i] != NULL)
+                bex__tx_body__free_unpacked(bodies[i], NULL);
+        }
+    }
+    free(done);
+    free(bodies);
+    bex__block_proposal__free_unpacked(p, NULL);
+}
+
+/* Everything that follows a block landing in the store, whichever way it came. */
+static void after_apply(struct node *n, const struct ledger_applied *a, const uint8_t *proposal, size_t len)
+{
+    n->committed_txs += a->out->receipt_count;
+    n->last_commit_ms = mono_ms(n);
+    metrics_counter_add(n->m.committed_txs, 0, a->out->receipt_count);
+    metrics_counter_inc(n->m.blocks, 0);
+    metrics_gauge_set(n->m.height, 0, (double)a->height);
+    mempool_after_block(n, proposal, len);
+    node_rpc_committed(n, a);
+    node_release_block(n, a);
+    log_context(n);
+    if (a->out->receipt_count > 0)
+        LOG_D("ledger: block %" PRIu64 " with %zu txs", a->height, a->out->receipt_count);
+}
+
+static int apply_one(struct node *n, uint64_t seq, const uint8_t digest[PBFT_DIGEST_BYTES], const uint8_t *bytes,
+                     size_t len, const uint8_t *cert, size_t cert_len)
+{
+    const struct ledger_applied *a;
+    int rc = ledger_apply(n->ledger, &a, seq, digest, bytes, len, cert, cert_len);
+
+    if (rc != 0) {
+        if (rc == -BEX_EMAPFULL || rc == -BEX_ENOSPC || rc == -BEX_EIO || rc == -BEX_ECORRUPT)
+            fatal_store(n, rc, "applying a block");
+        else
+            LOG_E("ledger: apply h=%" PRIu64 ": %s", seq, bex_strerror(rc));
+        return rc;
+    }
+    after_apply(n, a, bytes, len);
+    return 0;
+}
+
+static void request_block(struct node *n, uint64_t from, uint32_t preferred)
+{
+    Bex__Envelope env = BEX__ENVELOPE__INIT;
+    Bex__BlockRequest req = BEX__BLOCK_REQUEST__INIT;
+    uint32_t peer = P2P_PEER_NONE;
+
+    req.from_height = from;
+    req.max_blocks = NODE_FETCH_BLOCKS_MAX;
+    env.kind_case = BEX__ENVELOPE__KIND_BLOCK_REQUEST;
+    env.block_request = &req;
+    if (preferred < n->gen.nodes_n && p2p_peer_up(&n->p2p, preferred)) {
+        peer = preferred;
+    } else {
+        /* Round-robin over the peers that are up and ahead of us. */
+        for (uint32_t k = 0; k < n->gen.nodes_n; k++) {
+            uint32_t i = (n->fetch_rr + k) % n->gen.nodes_n;
+
+            if (i != n->self && p2p_peer_up(&n->p2p, i) && n->peer_height[i] >= from) {
+                peer = i;
+                break;
+            }
+        }
+        n->fetch_rr++;
+    }
+    if (peer == P2P_PEER_NONE)
+        return;
+    send_env(n, peer, &env);
+}
+
+/* Applies queued commits in height order while their proposals are at hand. */
+static void apply_commits(struct node *n)
+{
+    static bool applying;
+
+    if (applying)
+        return;
+    applying = true;
+    while (n->commits_n > 0 && !n->store_failed) {
+        struct node_commit *c = &n->commits[n->commits_head];
+        struct node_proposal *p = NULL;
+        uint64_t h = ledger_height(n->ledger);
+        int rc;
+
+        if (c->seq <= h) {
+            /* Already applied through state transfer. */
+            free(c->cert);
+            n->commits_head = (n->commits_head + 1) % NODE_COMMITS_MAX;
+            n->commits_n--;
+            continue;
+        }
+        if (c->seq != h + 1)
+            break;
+        if (memcmp(c->digest, zero_digest, PBFT_DIGEST_BYTES) != 0) {
+            p = prop_find(n, c->digest);
+            if (p == NULL) {
+                uint64_t now = mono_ms(n);
+
+                if (now - c->requested_ms >= PROPOSAL_RETRY_MS) {
+                    c->requested_ms = now;
+                    request_block(n, c->seq, P2P_PEER_NONE);
+                }
+                break;
+            }
+        }
+        rc = apply_one(n, c->seq, c->digest, p ? p->bytes : NULL, p ? p->len : 0, c->cert, c->cert_len);
+        if (rc != 0)
+            break;
+        free(c->cert);
+        n->commits_head = (n->commits_head + 1) % NODE_COMMITS_MAX;
+        n->commits_n--;
+        if (p != NULL)
+            prop_drop(p);
+        if ((rc = pbft_executed(n->pbft, h + 1, ledger_root(n->ledger), n->acts)) != 0)
+            LOG_W("consensus: executed %" PRIu64 ": %s", h + 1, bex_strerror(rc));
+        applying = false;
+        do_actions(n);
+        applying = true;
+    }
+    applying = false;
+}
+
+/* ---------------------------------------------------------------- state transfer */
+
+static void serve_blocks(struct node *n, uint32_t peer, const Bex__BlockRequest *req)
+{
+    struct store_read *r;
+    struct store_block_item items[NODE_FETCH_BLOCKS_MAX];
+    Bex__BlockRecord *recs[NODE_FETCH_BLOCKS_MAX];
+    Bex__BlockResponse resp = BEX__BLOCK_RESPONSE__INIT;
+    Bex__Envelope env = BEX__ENVELOPE__INIT;
+    size_t got = 0, k = 0, bytes = 0;
+    uint32_t max = req->max_blocks;
+    bool more;
+
+    if (req->from_height == 0)
+        return;
+    if (max == 0 || max > NODE_FETCH_BLOCKS_MAX)
+        max = NODE_FETCH_BLOCKS_MAX;
+    if (store_read_begin(ledger_store(n->ledger), &r) != 0)
+        return;
+    if (store_scan_blocks(r, items, max, &got, &more, req->from_height, req->from_height + max - 1) != 0)
+        got = 0;
+    for (size_t i = 0; i < got; i++) {
+        Bex__BlockRecord *rec = bex__block_record__unpack(NULL, items[i].record_len, items[i].record);
+
+        if (rec == NULL)
+            break;
+        if (rec->cert == NULL)
+            rec->cert = bex__commit_cert__unpack(NULL, items[i].cert_len, items[i].cert);
+        bytes += items[i].record_len + items[i].cert_len;
+        recs[k++] = rec;
+        /* Stay well inside one frame. */
+        if (bytes > n->cfg.limits.frame_bytes_max / 2)
+            break;
+    }
+    resp.n_blocks = k;
+    resp.blocks = recs;
+    resp.tip = ledger_height(n->ledger);
+    env.kind_case = BEX__ENVELOPE__KIND_BLOCK_RESPONSE;
+    env.block_response = &resp;
+    send_env(n, peer, &env);
+    for (size_t i = 0; i < k; i++)
+        bex__block_record__free_unpacked(recs[i], NULL);
+    store_read_end(r);
+}
+
+/*
+ * Applies fetched blocks after verifying each commit certificate against the
+ * genesis node keys: a peer can withhold blocks but not forge one.
+ */
+static void on_blocks(struct node *n, uint32_t peer, const Bex__BlockResponse *resp)
+{
+    bool transferred = false;
+
+    if (resp->tip > n->peer_height[peer])
+        n->peer_height[peer] = resp->tip;
+    for (size_t i = 0; i < resp->n_blocks && !n->store_failed; i++) {
+        const Bex__BlockRecord *b = resp->blocks[i];
+        struct pbft_commit_cert cert;
+        uint8_t digest[PBFT_DIGEST_BYTES], cdigest[PBFT_DIGEST_BYTES], *cert_bytes = NULL;
+        uint64_t seq, h = ledger_height(n->ledger);
+        size_t cert_len = 0;
+        int rc;
+
+        if (b == NULL || b->height != h + 1)
+            continue;
+        if (b->proposal.len > 0)
+            crypto_sha256(digest, b->proposal.data, b->proposal.len);
+        else
+            memset(digest, 0, sizeof digest);
+        if (wire_cert_from_proto(&cert, &seq, cdigest, b->cert) != 0 || seq != b->height ||
+            memcmp(cdigest, digest, PBFT_DIGEST_BYTES) != 0 ||
+            (rc = pbft_verify_commit_cert(&n->pcfg, seq, digest, &cert)) != 0) {
+            LOG_W("sync: peer %u sent block %" PRIu64 " without a valid commit certificate", peer, b->height);
+            return;
+        }
+        if (wire_cert_encode(&cert_bytes, &cert_len, seq, digest, &cert) != 0)
+            return;
+        rc = apply_one(n, seq, digest, b->proposal.data, b->proposal.len, cert_bytes, cert_len);
+        free(cert_bytes);
+        if (rc != 0)
+            return;
+        if (seq <= pbft_committed_seq(n->pbft)) {
+            if (pbft_executed(n->pbft, seq, ledger_root(n->ledger), n->acts) == 0)
+                do_actions(n);
+        } else {
+            transferred = true;
+        }
+    }
+    if (transferred) {
+        int rc = pbft_transferred(n->pbft, ledger_height(n->ledger), ledger_root(n->ledger), n->acts);
+
+        if (rc != 0)
+            LOG_D("consensus: transferred %" PRIu64 ": %s", ledger_height(n->ledger), bex_strerror(rc));
+        do_actions(n);
+    }
+    prop_gc(n);
+    apply_commits(n);
+    if (ledger_height(n->ledger) < n->fetch_target || ledger_height(n->ledger) < resp->tip) {
+        n->fetch_sent_ms = mono_ms(n);
+        request_block(n, ledger_height(n->ledger) + 1, peer);
+    }
+}
+
+static void update_catchup(struct node *n)
+{
+    uint64_t best = 0, h = ledger_height(n->ledger);
+
+    for (uint32_t i = 0; i < n->gen.nodes_n; i++) {
+        if (i != n->self && p2p_peer_up(&n->p2p, i) && n->peer_height[i] > best)
+            best = n->peer_height[i];
+    }
+    if (best > n->fetch_target && best > h + 1)
+        n->fetch_target = best;
+    n->catching_up = n->fetch_target > h + 1;
+}
+
+/* ---------------------------------------------------------------- network input */
+
+static void on_vote(struct node *n, uint32_t peer, const struct pbft_msg *m)
+{
+    if (m->type == PBFT_MSG_PRE_PREPARE) {
+        struct node_proposal *p = prop_find(n, m->vote.digest);
+
+        if (p == NULL || !p->valid) {
+            /* Held until its proposal arrives and checks out. */
+            if (n->held_n < NODE_HELD_MAX)
+                n->held[n->held_n++] = m->vote;
+            if (p == NULL) {
+                Bex__Envelope env = BEX__ENVELOPE__INIT;
+
+                env.kind_case = BEX__ENVELOPE__KIND_PROPOSAL_REQUEST;
+                env.proposal_request = (ProtobufCBinaryData){PBFT_DIGEST_BYTES, (uint8_t *)m->vote.digest};
+                send_env(n, peer, &env);
+            }
+            return;
+        }
+    }
+    if (pbft_step(n->pbft, m, n->acts) != 0)
+        LOG_D("consensus: dropped a message from %u", peer);
+    do_actions(n);
+}
+
+static void on_tx(struct node *n, const Bex__Tx *tx_unused, const uint8_t *bytes, size_t len)
+{
+    struct txcheck_result res;
+    char reason[128];
+
+    (void)tx_unused;
+    if (txcheck_tx(n->txcheck, &res, bytes, len) != 0)
+        return;
+    if (mempool_add(n->mempool, reason, sizeof reason, res.id, res.sender, res.nonce, bytes, len, mono_ms(n)) != 0)
+        LOG_D("mempool: gossiped tx not added: %s", reason);
+}
+
+static void on_frame(uint32_t peer, const uint8_t *bytes, size_t len, void *ud)
+{
+    struct node *n = ud;
+    Bex__Envelope *env;
+    struct pbft_msg m;
+
+    if (n->stopping || peer >= n->gen.nodes_n)
+        return;
+    env = bex__envelope__unpack(NULL, len, bytes);
+    if (env == NULL) {
+        LOG_W("p2p: peer %u sent a frame that is not an Envelope", peer);
+        return;
+    }
+    switch (env->kind_case) {
+    case BEX__ENVELOPE__KIND_HELLO:
+        if (strcmp(env->hello->chain_id, n->gen.chain_id) != 0) {
+            LOG_W("p2p: peer %u is on chain %.64s", peer, env->hello->chain_id);
+            break;
+        }
+        n->peer_height[peer] = env->hello->height;
+        update_catchup(n);
+        break;
+    case BEX__ENVELOPE__KIND_TX: {
+        /* Re-encode-free: the Tx bytes are the envelope's field, find them by packing once. */
+        size_t tl = bex__tx__get_packed_size(env->tx);
+        uint8_t *tb = malloc(tl ? tl : 1);
+
+        if (tb != NULL) {
+            bex__tx__pack(env->tx, tb);
+            on_tx(n, env->tx, tb, tl);
+            free(tb);
+        }
+        break;
+    }
+    case BEX__ENVELOPE__KIND_VOTE:
+    case BEX__ENVELOPE__KIND_VIEW_CHANGE:
+    case BEX__ENVELOPE__KIND_NEW_VIEW:
+        if (wire_from_envelope(&m, n->scratch, env) == 0)
+            on_vote(n, peer, &m);
+        else
+            LOG_D("p2p: peer %u sent a malformed consensus message", peer);
+        break;
+    case BEX__ENVELOPE__KIND_PROPOSAL: {
+        size_t pl = bex__block_proposal__get_packed_size(env->proposal);
+        uint8_t *pb = malloc(pl ? pl : 1);
+
+        if (pb != NULL) {
+            bex__block_proposal__pack(env->proposal, pb);
+            on_proposal(n, peer, env->proposal, pb, pl);
+            free(pb);
+        }
+        break;
+    }
+    case BEX__ENVELOPE__KIND_PROPOSAL_REQUEST:
+        if (env->proposal_request.len == PBFT_DIGEST_BYTES) {
+            struct node_proposal *p = prop_find(n, env->proposal_request.data);
+
+            if (p != NULL) {
+                Bex__BlockProposal *bp = bex__block_proposal__unpack(NULL, p->len, p->bytes);
+                Bex__Envelope out = BEX__ENVELOPE__INIT;
+
+                if (bp != NULL) {
+                    out.kind_case = BEX__ENVELOPE__KIND_PROPOSAL;
+                    out.proposal = bp;
+                    send_env(n, peer, &out);
+                    bex__block_proposal__free_unpacked(bp, NULL);
+                }
+            }
+        }
+        break;
+    case BEX__ENVELOPE__KIND_BLOCK_REQUEST:
+        serve_blocks(n, peer, env->block_request);
+        break;
+    case BEX__ENVELOPE__KIND_BLOCK_RESPONSE:
+        on_blocks(n, peer, env->block_response);
+        break;
+    default:
+        LOG_D("p2p: peer %u sent an empty envelope", peer);
+        break;
+    }
+    bex__envelope__free_unpacked(env, NULL);
+}
+
+static void on_peer(uint32_t peer, bool up, void *ud)
+{
+    struct node *n = ud;
+
+    LOG_I("p2p: peer %u (%s) %s", peer, n->gen.nodes[peer].agency, up ? "up" : "down");
+    metrics_gauge_set(n->m.peers, 0, (double)p2p_peer_count(&n->p2p));
+    if (up)
+        send_hello(n, peer);
+}
+
+static void on_p2p_log(int level, const char *msg, void *ud)
+{
+    (void)ud;
+    log_write(level == P2P_LOG_WARN ? LOG_WARN : LOG_INFO, "p2p: %s", msg);
+}
+
+/* ---------------------------------------------------------------- submit */
+
+int node_submit(struct node *n, uint8_t id[CRYPTO_HASH_BYTES], char *reason, size_t reason_size, const uint8_t *tx,
+                size_t len)
+{
+    struct txcheck_result res;
+    int rc;
+
+    if (n->store_failed) {
+        snprintf(reason, reason_size, "the node's store refuses writes");
+        return -BEX_ESTATE;
+    }
+    rc = txcheck_tx(n->txcheck, &res, tx, len);
+    if (res.has_id)
+        memcpy(id, res.id, CRYPTO_HASH_BYTES);
+    if (rc != 0) {
+        snprintf(reason, reason_size, "%s", res.reason);
+        return rc;
+    }
+    rc = mempool_add(n->mempool, reason, reason_size, res.id, res.sender, res.nonce, tx, len, mono_ms(n));
+    if (rc == -BEX_EEXIST)
+        return 0; /* already pending: idempotent */
+    if (rc != 0)
+        return rc;
+    {
+        Bex__Envelope env = BEX__ENVELOPE__INIT;
+        Bex__Tx *t = bex__tx__unpack(NULL, len, tx);
+
+        if (t != NULL) {
+            env.kind_case = BEX__ENVELOPE__KIND_TX;
+            env.tx = t;
+            send_env(n, P2P_PEER_NONE, &env);
+            bex__tx__free_unpacked(t, NULL);
+        }
+    }
+    metrics_gauge_set(n->m.mempool_txs, 0, (double)mempool_count(n->mempool));
+    return 0;
+}
+
+int node_next_nonce(struct node *n, uint64_t *next, uint64_t *last, const char *agency)
+{
+    uint64_t top;
+    int rc = ledger_last_nonce(n->ledger, last, agency);
+
+    if (rc != 0)
+        return rc;
+    top = mempool_sender_top(n->mempool, agency);
+    *next = (top > *last ? top : *last) + 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- tick */
+
+static void on_tick(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    uint64_t now = mono_ms(n), wall = node_now_ms(n);
+    static uint64_t last_hello, sweeps;
+    int rc;
+
+    if (n->stopping)
+        return;
+    if ((rc = pbft_tick(n->pbft, now, n->acts)) == 0)
+        do_actions(n);
+    pbft_set_pending(n->pbft, mempool_count(n->mempool) > 0);
+    maybe_propose(n, wall);
+    apply_commits(n);
+    update_catchup(n);
+    if (n->fetch_target > ledger_height(n->ledger) && now - n->fetch_sent_ms >= FETCH_RETRY_MS) {
+        n->fetch_sent_ms = now;
+        request_block(n, ledger_height(n->ledger) + 1, P2P_PEER_NONE);
+    }
+    if (now - last_hello >= HELLO_EVERY_MS) {
+        last_hello = now;
+        send_hello(n, P2P_PEER_NONE);
+        (void)mempool_evict_older_than(n->mempool, now, MEMPOOL_TTL_MS);
+        prop_gc(n);
+        if (++sweeps % 5 == 0)
+            node_release_sweep(n);
+    }
+    node_rpc_expire(n, now);
+    metrics_gauge_set(n->m.view, 0, (double)pbft_view(n->pbft));
+    metrics_gauge_set(n->m.mempool_txs, 0, (double)mempool_count(n->mempool));
+    metrics_gauge_set(n->m.mempool_bytes, 0, (double)mempool_bytes(n->mempool));
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static int load_secret(struct crypto_seckey *sk, struct crypto_pubkey *pk, const char *path, const char *pass,
+                       const char *what, char *err, size_t err_size)
+{
+    char kerr[256];
+    int rc = keystore_read(sk, pk, path, pass, kerr, sizeof kerr);
+
+    if (rc != 0)
+        snprintf(err, err_size, "%s: %s", what, kerr);
+    return rc;
+}
+
+static int open_keys(struct node *n, char *err, size_t err_size)
+{
+    char pass[1024], perr[256];
+    struct crypto_pubkey pk;
+    int rc;
+
+    if (n->cfg.passphrase_file[0] != '\0')
+        rc = keystore_passphrase_file(pass, sizeof pass, n->cfg.passphrase_file, perr, sizeof perr);
+    else
+        rc = keystore_passphrase(pass, sizeof pass, "passphrase for the node keys: ", false, perr, sizeof perr);
+    if (rc != 0) {
+        snprintf(err, err_size, "passphrase: %s", perr);
+        return rc;
+    }
+    if ((rc = load_secret(&n->node_sk, &n->node_pk, n->cfg.node_key, pass, "node_key", err, err_size)) != 0)
+        goto done;
+    if (memcmp(n->node_pk.b, n->gen.nodes[n->self].node_key.b, CRYPTO_PUB_BYTES) != 0) {
+        snprintf(err, err_size, "node_key: %s is not the key genesis lists for node %u", n->cfg.node_key, n->self);
+        rc = -BEX_EINVAL;
+        goto done;
+    }
+    if (n->cfg.enc_key[0] != '\0') {
+        if ((rc = load_secret(&n->enc_sk, &pk, n->cfg.enc_key, pass, "enc_key", err, err_size)) != 0)
+            goto done;
+        if (memcmp(pk.b, n->agency->enc_key.b, CRYPTO_PUB_BYTES) != 0) {
+            snprintf(err, err_size, "enc_key: %s is not the encryption key of %s", n->cfg.enc_key, n->agency->id);
+            rc = -BEX_EINVAL;
+            goto done;
+        }
+        n->has_enc = true;
+    }
+    if ((rc = tls_key_load(&n->tls, n->cfg.tls_key, pass)) != 0) {
+        snprintf(err, err_size, "tls_key: cannot load %s: %s", n->cfg.tls_key, bex_strerror(rc));
+        goto done;
+    }
+    {
+        uint8_t raw[TLS_PUBKEY_BYTES];
+
+        tls_pubkey_raw(n->tls, raw);
+        if (memcmp(raw, n->gen.nodes[n->self].tls_key, TLS_PUBKEY_BYTES) != 0) {
+            snprintf(err, err_size, "tls_key: %s is not the TLS key genesis lists for node %u", n->cfg.tls_key,
+                     n->self);
+            rc = -BEX_EINVAL;
+        }
+    }
+done:
+    crypto_wipe(pass, sizeof pass);
+    return rc;
+}
+
+static int open_metrics(struct node *n)
+{
+    static const double sizes[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    static const char *reasons[] = {"ELIMIT", "EDECODE", "ECHAIN", "EUNKNOWN", "ESIG", "ENONCE", "EFULL", "OTHER"};
+    struct {
+        struct metrics_family **f;
+        struct metrics_desc d;
+    } fams[] = {
+        {&n->m.height, {METRICS_GAUGE, "bex_height", "Height of the last executed block.", NULL, NULL, 0, NULL, 0}},
+        {&n->m.view, {METRICS_GAUGE, "bex_view", "Current PBFT view.", NULL, NULL, 0, NULL, 0}},
+        {&n->m.view_changes,
+         {METRICS_COUNTER, "bex_view_changes_total", "View changes started.", NULL, NULL, 0, NULL, 0}},
+        {&n->m.committed_txs,
+         {METRICS_COUNTER, "bex_committed_txs_total", "Transactions committed.", NULL, NULL, 0, NULL, 0}},
+        {&n->m.blocks, {METRICS_COUNTER, "bex_blocks_total", "Blocks applied.", NULL, NULL, 0, NULL, 0}},
+        {&n->m.mempool_txs, {METRICS_GAUGE, "bex_mempool_txs", "Transactions in the mempool.", NULL, NULL, 0, NULL, 0}},
+        {&n->m.mempool_bytes, {METRICS_GAUGE, "bex_mempool_bytes", "Bytes in the mempool.", NULL, NULL, 0, NULL, 0}},
+        {&n->m.peers, {METRICS_GAUGE, "bex_peers_connected", "Peers connected.", NULL, NULL, 0, NULL, 0}},
+        {&n->m.bytes_in, {METRICS_GAUGE, "bex_p2p_bytes_in", "Bytes received from peers.", NULL, NULL, 0, NULL, 0}},
+        {&n->m.bytes_out, {METRICS_GAUGE, "bex_p2p_bytes_out", "Bytes sent to peers.", NULL, NULL, 0, NULL, 0}},
+        {&n->m.rejected,
+         {METRICS_COUNTER, "bex_rejected_txs_total", "Transactions rejected, by reason.", "reason", reasons,
+          BEX_ARRAY_LEN(reasons), NULL, 0}},
+        {&n->m.commit_latency,
+         {METRICS_HISTOGRAM, "bex_commit_latency_seconds", "Submit to commit at this node.", NULL, NULL, 0, sizes,
+          BEX_ARRAY_LEN(sizes)}},
+    };
+    int rc;
+
+    if ((rc = metrics_new(&n->metrics)) != 0)
+        return rc;
+    for (size_t i = 0; i < BEX_ARRAY_LEN(fams); i++) {
+        if ((rc = metrics_register(n->metrics, fams[i].f, &fams[i].d)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int open_engine(struct node *n, char *err, size_t err_size)
+{
+    struct restore_ctx rctx = {n, 0, 0};
+    int rc;
+
+    pbft_config_default(&n->pcfg, n->gen.nodes_n, n->self);
+    n->pcfg.checkpoint_interval = n->gen.consensus.checkpoint_interval;
+    n->pcfg.window = n->gen.consensus.window;
+    n->pcfg.view_timeout_ms = n->gen.consensus.view_timeout_ms;
+    n->pcfg.crypto = (struct pbft_crypto){pbft_sign, pbft_verify, pbft_hash, n};
+    if ((rc = pbft_config_check(&n->pcfg)) != 0) {
+        snprintf(err, err_size, "genesis consensus parameters: window %u must be a multiple of checkpoint_interval "
+                                "%u and at most %u",
+                 n->pcfg.window, n->pcfg.checkpoint_interval, PBFT_WINDOW_MAX);
+        return rc;
+    }
+    n->pbft = calloc(1, pbft_size());
+    n->acts = calloc(1, sizeof *n->acts);
+    n->scratch = calloc(1, sizeof *n->scratch);
+    if (n->pbft == NULL || n->acts == NULL || n->scratch == NULL)
+        return -BEX_ENOMEM;
+    if ((rc = pbft_init(n->pbft, &n->pcfg)) != 0)
+        return rc;
+    if ((rc = store_pbft_iter(ledger_store(n->ledger), restore_one, &rctx)) != 0) {
+        snprintf(err, err_size, "reading persisted votes: %s", bex_strerror(rc));
+        return rc;
+    }
+    if (rctx.restored + rctx.refused > 0)
+        LOG_I("consensus: restored %d persisted messages (%d refused)", rctx.restored, rctx.refused);
+    return pbft_start(n->pbft, mono_ms(n), ledger_height(n->ledger), ledger_root(n->ledger), n->acts);
+}
+
+static int open_p2p(struct node *n, char *err, size_t err_size)
+{
+    struct p2p_config pc;
+    char listen[CONFIG_ADDRESS_MAX + 8], addrs[P2P_PEERS_MAX][CONFIG_ADDRESS_MAX + 8];
+    int rc;
+
+    p2p_config_defaults(&pc);
+    if (config_format_address(listen, sizeof listen, &n->cfg.listen) != 0)
+        return -BEX_EINVAL;
+    pc.self = n->self;
+    pc.listen = listen;
+    pc.key = n->tls;
+    for (uint32_t i = 0; i < n->gen.nodes_n; i++) {
+        if (config_format_address(addrs[i], sizeof addrs[i], &n->gen.nodes[i].address) != 0)
+            return -BEX_EINVAL;
+        pc.peers[i].index = i;
+        pc.peers[i].addr = addrs[i];
+        memcpy(pc.peers[i].pubkey, n->gen.nodes[i].tls_key, TLS_PUBKEY_BYTES);
+    }
+    pc.peers_len = n->gen.nodes_n;
+    pc.frame_bytes_max = n->cfg.limits.frame_bytes_max;
+    pc.send_queue_bytes_max = n->cfg.limits.peer_queue_bytes_max;
+    pc.reconnect_min_ms = 100;
+    pc.reconnect_max_ms = 5000;
+    pc.on_frame = on_frame;
+    pc.on_peer = on_peer;
+    pc.on_log = on_p2p_log;
+    pc.ud = n;
+    rc = p2p_init(&n->p2p, n->loop, &pc);
+    n->p2p_open = true;
+    if (rc != 0)
+        snprintf(err, err_size, "p2p: %s", n->p2p.err);
+    return rc;
+}
+
+static int open_rpc(struct node *n, char *err, size_t err_size)
+{
+    struct rpc_config rc_cfg;
+    int rc;
+
+    rpc_config_default(&rc_cfg);
+    rc_cfg.host = n->cfg.rpc.host;
+    rc_cfg.port = n->cfg.rpc.port;
+    rc_cfg.body_bytes_max = n->cfg.limits.rpc_body_bytes_max;
+    rc_cfg.connections_max = n->cfg.limits.rpc_conns_max;
+    rc_cfg.metrics = n->metrics;
+    rc = rpc_init(&n->rpc, n->loop, &rc_cfg);
+    n->rpc_open = true;
+    if (rc != 0) {
+        snprintf(err, err_size, "rpc: %s", rpc_errmsg(&n->rpc));
+        return rc;
+    }
+    if ((rc = node_rpc_register(n)) != 0)
+        snprintf(err, err_size, "rpc: registering methods: %s", bex_strerror(rc));
+    return rc;
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct node *n = s->data;
+
+    LOG_I("node: signal %d, stopping", signum);
+    n->stopping = true;
+    uv_stop(n->loop);
+}
+
+int node_open(struct node *n, uv_loop_t *loop, const char *config_path, char *err, size_t err_size)
+{
+    struct store_options so = {0};
+    struct txcheck_config tc = {0};
+    struct mempool_config mc = {0};
+    char cerr[512];
+    int rc, ai;
+
+    memset(n, 0, sizeof *n);
+    n->loop = loop;
+    snprintf(n->cfg_path, sizeof n->cfg_path, "%s", config_path);
+    if ((rc = config_load_node(&n->cfg, config_path, cerr, sizeof cerr)) != 0 ||
+        (rc = config_load_genesis(&n->gen, n->cfg.genesis, cerr, sizeof cerr)) != 0 ||
+        (rc = config_check_node_genesis(&n->cfg, &n->gen, config_path, cerr, sizeof cerr)) != 0) {
+        snprintf(err, err_size, "%s", cerr);
+        return rc;
+    }
+    n->self = n->cfg.node_index;
+    ai = config_genesis_find_agency(&n->gen, n->gen.nodes[n->self].agency);
+    BEX_ASSERT(ai >= 0);
+    n->agency = &n->gen.agencies[ai];
+    log_init((enum log_level)n->cfg.log_level, (int)n->self);
+    crypto_sha256(n->chain_tag, n->gen.chain_id, strlen(n->gen.chain_id));
+    if ((rc = crypto_init()) != 0) {
+        snprintf(err, err_size, "crypto: %s", bex_strerror(rc));
+        return rc;
+    }
+    if ((rc = open_keys(n, err, err_size)) != 0)
+        return rc;
+    so.map_bytes = (size_t)n->cfg.map_size_mb << 20;
+    if ((rc = ledger_open(&n->ledger, n->cfg.data_dir, &so, &n->gen, err, err_size)) != 0)
+        return rc;
+    tc.chain_id = n->gen.chain_id;
+    tc.tx_bytes_max = n->cfg.limits.tx_bytes_max;
+    tc.args_bytes_max = n->cfg.limits.tx_bytes_max;
+    tc.nonce_ahead_max = 100000;
+    tc.cache_entries = (size_t)n->cfg.limits.mempool_txs * 2;
+    if ((rc = crypto_random((uint8_t *)&tc.hash_seed, sizeof tc.hash_seed)) != 0) {
+        snprintf(err, err_size, "crypto: no randomness");
+        return rc;
+    }
+    tc.crypto = (struct txcheck_crypto){tc_sha256, tc_verify};
+    tc.keys = tc_keys;
+    tc.last_nonce = last_nonce;
+    tc.user = n;
+    if ((rc = txcheck_new(&n->txcheck, &tc)) != 0) {
+        snprintf(err, err_size, "txcheck: %s", bex_strerror(rc));
+        return rc;
+    }
+    mc.count_max = n->cfg.limits.mempool_txs;
+    mc.bytes_max = n->cfg.limits.mempool_bytes;
+    mc.sender_count_max = mc.count_max;
+    mc.sender_bytes_max = mc.bytes_max;
+    mc.senders_max = 1024;
+    mc.hash_seed = tc.hash_seed ^ 0x9e3779b97f4a7c15ull;
+    mc.last_nonce = last_nonce;
+    mc.user = n;
+    if ((rc = mempool_new(&n->mempool, &mc)) != 0) {
+        snprintf(err, err_size, "mempool: %s", bex_strerror(rc));
+        return rc;
+    }
+    if ((rc = open_metrics(n)) != 0) {
+        snprintf(err, err_size, "metrics: %s", bex_strerror(rc));
+        return rc;
+    }
+    if ((rc = open_engine(n, err, err_size)) != 0) {
+        if (err[0] == '\0')
+            snprintf(err, err_size, "consensus: %s", bex_strerror(rc));
+        return rc;
+    }
+    if ((rc = open_p2p(n, err, err_size)) != 0 || (rc = open_rpc(n, err, err_size)) != 0)
+        return rc;
+    uv_timer_init(loop, &n->tick);
+    n->tick.data = n;
+    uv_signal_init(loop, &n->sigint);
+    uv_signal_init(loop, &n->sigterm);
+    n->sigint.data = n->sigterm.data = n;
+    n->handles_open = true;
+    uv_timer_start(&n->tick, on_tick, NODE_TICK_MS, NODE_TICK_MS);
+    uv_signal_start(&n->sigint, on_signal, SIGINT);
+    uv_signal_start(&n->sigterm, on_signal, SIGTERM);
+    do_actions(n);
+    log_context(n);
+    {
+        char root[65];
+
+        hex32(root, ledger_root(n->ledger));
+        LOG_I("node: %s node %u up on chain %s at height %" PRIu64 " (state root %.16s), p2p port %u, rpc %s:%u",
+              n->agency->id, n->self, n->gen.chain_id, ledger_height(n->ledger), root, p2p_port(&n->p2p),
+              n->cfg.rpc.host, rpc_port(&n->rpc));
+    }
+    return 0;
+}
+
+int node_run(struct node *n)
+{
+    uv_run(n->loop, UV_RUN_DEFAULT);
+    return n->exit_code;
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void node_close(struct node *n)
+{
+    if (n->handles_open) {
+        uv_close((uv_handle_t *)&n->tick, close_cb);
+        uv_close((uv_handle_t *)&n->sigint, close_cb);
+        uv_close((uv_handle_t *)&n->sigterm, close_cb);
+        n->handles_open = false;
+    }
+    if (n->rpc_open) {
+        rpc_close(&n->rpc);
+        while (!rpc_closed(&n->rpc))
+            uv_run(n->loop, UV_RUN_ONCE);
+    }
+    if (n->p2p_open) {
+        p2p_close(&n->p2p, NULL);
+        n->p2p_open = false;
+    }
+    uv_run(n->loop, UV_RUN_DEFAULT);
+    for (uint32_t i = 0; i < n->commits_n; i++)
+        free(n->commits[(n->commits_head + i) % NODE_COMMITS_MAX].cert);
+    for (size_t i = 0; i < NODE_PROPOSALS_MAX; i++)
+        free(n->props[i].bytes);
+    if (n->pbft != NULL)
+        pbft_close(n->pbft);
+    free(n->pbft);
+    free(n->acts);
+    free(n->scratch);
+    mempool_free(n->mempool);
+    txcheck_free(n->txcheck);
+    ledger_close(n->ledger);
+    metrics_free(n->metrics);
+    tls_key_free(n->tls);
+    crypto_wipe(&n->node_sk, sizeof n->node_sk);
+    crypto_wipe(&n->enc_sk, sizeof n->enc_sk);
+    config_genesis_close(&n->gen);
+    config_node_close(&n->cfg);
+}

@@ -1,0 +1,179 @@
+/*
+ * node.h: bexd, one agency's node: the PBFT engine, the ledger (store +
+ * contracts), the mempool, the p2p links and the RPC joined on one libuv
+ * loop. Everything here runs on the loop thread.
+ *
+ * Flow of a transaction: RPC tx.submit -> txcheck (signatures verified once,
+ * cached by tx id) -> mempool -> gossip to every peer. The primary cuts a
+ * proposal (by count, bytes or batch delay), sends it to every peer ahead of
+ * its PRE-PREPARE, and the engine orders its digest. A backup feeds a
+ * PRE-PREPARE to the engine only once it holds a valid proposal with that
+ * digest (every tx's signatures checked), so an honest replica never
+ * prepares what it cannot execute. Committed digests are applied in height
+ * order by the ledger in one LMDB transaction with their certificate; then
+ * the mempool drops what committed, tx.wait callers are answered and the
+ * owner release service answers ACCESS, VERIFY and grant activations that
+ * concern this node's agency.
+ *
+ * A node that is behind (the engine asks for state transfer, or a peer's
+ * HELLO shows a higher height) fetches blocks with their certificates from
+ * peers, verifies every certificate against the genesis node keys and
+ * applies them; then it rejoins consensus.
+ */
+#ifndef BEX_NODE_H
+#define BEX_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "bex.h"
+#include "config.h"
+#include "crypto.h"
+#include "ledger.h"
+#include "mempool.h"
+#include "metrics.h"
+#include "p2p.h"
+#include "pbft.h"
+#include "pbft_wire.h"
+#include "rpc.h"
+#include "txcheck.h"
+
+#define NODE_TICK_MS 10
+#define NODE_PROPOSALS_MAX (2 * PBFT_WINDOW_MAX + 16) /* cached proposals */
+#define NODE_HELD_MAX (2 * PBFT_WINDOW_MAX)          /* PRE-PREPAREs waiting for their proposal */
+#define NODE_COMMITS_MAX (2 * PBFT_WINDOW_MAX)       /* committed, not yet applied */
+#define NODE_WAITERS_MAX 4096                        /* tx.wait calls */
+#define NODE_FETCH_BLOCKS_MAX 64                     /* blocks per BlockResponse */
+#define NODE_OWN_TXS_MAX 256                         /* release-service txs awaiting commit */
+
+struct node_proposal {
+    bool used;
+    bool valid; /* every tx checked; may be prepared */
+    uint8_t digest[PBFT_DIGEST_BYTES];
+    uint64_t height;
+    uint8_t *bytes;
+    size_t len;
+};
+
+struct node_commit {
+    uint64_t seq;
+    uint8_t digest[PBFT_DIGEST_BYTES];
+    uint8_t *cert; /* encoded CommitCert */
+    size_t cert_len;
+    uint64_t requested_ms; /* when the proposal was last asked for */
+};
+
+struct node_waiter {
+    bool used;
+    uint8_t id[CRYPTO_HASH_BYTES];
+    uint64_t deadline_ms;
+    struct rpc_call *call;
+};
+
+struct node_metrics {
+    struct metrics_family *height, *view, *view_changes, *committed_txs, *mempool_txs, *mempool_bytes, *peers,
+        *bytes_in, *bytes_out, *rejected, *commit_latency, *blocks;
+};
+
+struct node {
+    uv_loop_t *loop;
+    struct node_config cfg;
+    struct genesis gen;
+    char cfg_path[CONFIG_PATH_MAX];
+    uint32_t self;
+    const struct genesis_agency *agency;
+    struct crypto_seckey node_sk;
+    struct crypto_pubkey node_pk;
+    bool has_enc;
+    struct crypto_seckey enc_sk;
+    struct tls_key *tls;
+    uint8_t chain_tag[CRYPTO_HASH_BYTES];
+
+    struct ledger *ledger;
+    struct txcheck *txcheck;
+    struct mempool *mempool;
+    struct pbft *pbft;
+    struct pbft_config pcfg;
+    struct pbft_actions *acts;
+    struct wire_scratch *scratch;
+    struct p2p p2p;
+    bool p2p_open;
+    struct rpc rpc;
+    bool rpc_open;
+    struct metrics *metrics;
+    struct node_metrics m;
+
+    uv_timer_t tick;
+    uv_signal_t sigint, sigterm;
+    bool handles_open, stopping;
+    int exit_code;
+
+    struct node_proposal props[NODE_PROPOSALS_MAX];
+    struct pbft_vote held[NODE_HELD_MAX];
+    uint32_t held_n;
+    struct node_commit commits[NODE_COMMITS_MAX];
+    uint32_t commits_head, commits_n;
+
+    uint64_t peer_height[P2P_PEERS_MAX];
+    uint64_t fetch_target;
+    uint64_t fetch_sent_ms;
+    uint32_t fetch_rr;
+    bool catching_up;
+
+    struct node_waiter waiters[NODE_WAITERS_MAX];
+    uint32_t waiters_n;
+
+    uint64_t own_nonce;     /* last nonce the release service used */
+    uint64_t committed_txs;
+    uint64_t view_changes;
+    uint64_t last_commit_ms;
+    uint64_t proposed_height; /* highest height this node proposed */
+    uint64_t first_pending_ms;
+    uint64_t submit_ms[64];  /* ring of recent submit times, for the latency histogram */
+    bool store_failed;
+    char store_err[256];
+};
+
+/* Starts a node from its config file; err says what is wrong on failure. */
+BEX_MUST_USE int node_open(struct node *n, uv_loop_t *loop, const char *config_path, char *err, size_t err_size);
+
+/* Runs the loop until SIGINT/SIGTERM or a fatal error; returns the exit code. */
+int node_run(struct node *n);
+
+/* Frees everything; accepts a zeroed or half-opened node. */
+void node_close(struct node *n);
+
+/* Milliseconds of the wall clock (block times) and of the loop (timers). */
+uint64_t node_now_ms(const struct node *n);
+
+/*
+ * Admits one encoded tx from the RPC: txcheck, mempool, gossip. On failure
+ * reason says why (for the RPC's "tx rejected" error).
+ */
+BEX_MUST_USE int node_submit(struct node *n, uint8_t id[CRYPTO_HASH_BYTES], char *reason, size_t reason_size,
+                             const uint8_t *tx, size_t len);
+
+/* The next nonce for agency: 1 + max(committed last, highest pending here). */
+BEX_MUST_USE int node_next_nonce(struct node *n, uint64_t *next, uint64_t *last, const char *agency);
+
+/* Registers a tx.wait call; answered by node_rpc_committed() or on timeout. */
+BEX_MUST_USE int node_wait(struct node *n, struct rpc_call *call, const uint8_t id[CRYPTO_HASH_BYTES],
+                           uint64_t timeout_ms);
+
+/* node_rpc.c: registers the JSON-RPC methods and the health callback. */
+BEX_MUST_USE int node_rpc_register(struct node *n);
+
+/* node_rpc.c: answers the tx.wait calls of a committed block's receipts. */
+void node_rpc_committed(struct node *n, const struct ledger_applied *a);
+
+/* node_rpc.c: answers expired tx.wait calls with a timeout. */
+void node_rpc_expire(struct node *n, uint64_t now_ms);
+
+/* node_release.c: the owner's automatic answers to a committed block. */
+void node_release_block(struct node *n, const struct ledger_applied *a);
+
+/* node_release.c: answers what is still open for this agency (called every few seconds). */
+void node_release_sweep(struct node *n);
+
+#endif
