@@ -547,6 +547,8 @@ static int write_agency(struct testnet *t, uint32_t k)
     return write_keystore(path, &s->enc_sk, t->pass, t->err);
 }
 
+/* One line per agency in node order, "id<TAB>name<TAB>node index<TAB>RPC
+ * URL", and nothing else, so "sed -n 1p | cut -f4" is node 0's RPC. */
 static int write_agencies_txt(struct testnet *t)
 {
     char path[CONFIG_PATH_MAX];
@@ -561,9 +563,6 @@ static int write_agencies_txt(struct testnet *t)
         snprintf(t->err, sizeof(t->err), "out of memory");
         return -BEX_ENOMEM;
     }
-    fprintf(f, "# agency id<TAB>name<TAB>node index<TAB>RPC URL; keystores use scrypt 2^%d and the passphrase\n"
-               "# in the file passphrase\n",
-            TESTNET_SCRYPT_LOG2N);
     for (uint32_t k = 0; k < t->nodes_n; k++)
         fprintf(f, "%s\t%s\t%u\thttp://%s:%u\n", t->genesis.agencies[k].id, t->genesis.agencies[k].name, k,
                 TESTNET_HOST, (unsigned)t->rpc_port[k]);

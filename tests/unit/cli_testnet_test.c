@@ -214,6 +214,7 @@ static void cli_testnet_init_writes_a_network_that_loads(void **state)
     char path[512], line[512], err[512];
     uint16_t ports[2 * GENESIS_NODES_MAX];
     struct stat st;
+    size_t txt_at = 0;
     char *txt;
 
     assert_non_null(g);
@@ -292,12 +293,15 @@ static void cli_testnet_init_writes_a_network_that_loads(void **state)
         snprintf(path, sizeof(path), "%s/agencies/%s/enc.key", grp.net, ids[k]);
         check_keystore(path, pass, &a->enc_key);
 
-        snprintf(line, sizeof(line), "\n%s\t%s\t%u\thttp://127.0.0.1:%u\n", ids[k], names[k], k,
+        /* Line k of agencies.txt is node k's agency, nothing precedes it. */
+        snprintf(line, sizeof(line), "%s\t%s\t%u\thttp://127.0.0.1:%u\n", ids[k], names[k], k,
                  (unsigned)c->rpc.port);
-        if (strstr(txt, line) == NULL)
-            fail_msg("agencies.txt lacks node %u: %s", k, txt);
+        if (strncmp(txt + txt_at, line, strlen(line)) != 0)
+            fail_msg("agencies.txt line %u is not '%s': %s", k + 1, line, txt);
+        txt_at += strlen(line);
         config_node_close(c);
     }
+    assert_int_equal(txt[txt_at], '\0');
     for (uint32_t i = 0; i < 8; i++)
         for (uint32_t j = i + 1; j < 8; j++)
             assert_int_not_equal(ports[i], ports[j]);
