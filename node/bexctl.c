@@ -130,22 +130,25 @@ int main(int argc, char **argv)
 {
     const struct cli_command *cmd;
     struct cli_ctx ctx;
+    char **args = hoist_globals(argc, argv);
     int first, rc;
 
-    argv = hoist_globals(argc, argv);
-    if ((rc = cli_globals_parse(&ctx, &first, argc, argv)) != CLI_EXIT_OK)
-        return rc;
+    if ((rc = cli_globals_parse(&ctx, &first, argc, args)) != CLI_EXIT_OK)
+        goto done;
     if (first >= argc) {
         usage(stderr);
-        return CLI_EXIT_USAGE;
-    }
-    if (cli_is_help(argv[first])) {
+        rc = CLI_EXIT_USAGE;
+    } else if (cli_is_help(args[first])) {
         usage(stdout);
-        return CLI_EXIT_OK;
+        rc = CLI_EXIT_OK;
+    } else if ((cmd = find(args[first])) == NULL) {
+        fprintf(stderr, "bexctl: unknown command '%s' (see 'bexctl --help')\n", args[first]);
+        rc = CLI_EXIT_USAGE;
+    } else {
+        rc = cmd->run(&ctx, argc - first, args + first);
     }
-    if ((cmd = find(argv[first])) == NULL) {
-        fprintf(stderr, "bexctl: unknown command '%s' (see 'bexctl --help')\n", argv[first]);
-        return CLI_EXIT_USAGE;
-    }
-    return cmd->run(&ctx, argc - first, argv + first);
+done:
+    if (args != argv)
+        free(args);
+    return rc;
 }
