@@ -1185,21 +1185,25 @@ static void restore_stable(const struct pbft_checkpoint_proof *proof)
  * contradicts itself, so a message that would is not given to the engine;
  * and a node that prepared a request persisted its own vote for it first
  * (a PREPARE, or the PRE-PREPARE of a primary), so a certificate comes with
- * that vote. After pbft_start() restoring is refused.
+ * that vote. The one exception, a certificate restored `alone`, is a backup
+ * that withheld its PREPARE (its own commit disagreed): nothing then ties
+ * the engine's later votes in that view to the certificate's digest, so the
+ * certificate is not recorded as a vote. After pbft_start() restoring is
+ * refused.
  */
-static bool restore(const struct pbft_msg *m)
+static bool restore(const struct pbft_msg *m, bool alone)
 {
     int rc;
 
-    if (!w.started && restore_conflicts(m))
+    if (!w.started && !alone && restore_conflicts(m))
         return false;
-    if (!w.started && m->type == PBFT_MSG_PREPARED) {
+    if (!w.started && m->type == PBFT_MSG_PREPARED && !alone) {
         const struct pbft_prepared *c = m->prepared;
         struct pbft_msg own;
         memset(&own, 0, sizeof(own));
         own.type = c->view % N == w.self ? PBFT_MSG_PRE_PREPARE : PBFT_MSG_PREPARE;
         make_vote(&own.vote, own.type, c->view, c->seq, c->digest, w.self);
-        if (!restore(&own))
+        if (!restore(&own, false))
             return false;
     }
     rc = pbft_restore(w.p, m);
@@ -1220,10 +1224,16 @@ static bool restore(const struct pbft_msg *m)
         fuzz_fail("pbft_restore returned %s", bex_errname(rc));
     }
     switch (m->type) {
+    case PBFT_MSG_PREPARED:
+        if (alone) {
+            FUZZ_CHECK(prepared_valid(m->prepared));
+            prepared_put(m->prepared);
+            break;
+        }
+        /* fall through */
     case PBFT_MSG_PRE_PREPARE:
     case PBFT_MSG_PREPARE:
     case PBFT_MSG_COMMIT:
-    case PBFT_MSG_PREPARED:
         record_persist(m);
         break;
     case PBFT_MSG_VIEW_CHANGE:
@@ -1297,7 +1307,7 @@ static void op_restore(struct in *in)
         build_vote(in, &m.vote, PBFT_MSG_CHECKPOINT);
         break;
     }
-    (void)restore(&m);
+    (void)restore(&m, m.type == PBFT_MSG_PREPARED && (kind & 0x80));
 }
 
 static void op_vote(struct in *in)
@@ -1389,7 +1399,7 @@ static void op_wire(struct in *in)
     if (flags & 1)
         resign(&m);
     if (!w.started) {
-        (void)restore(&m);
+        (void)restore(&m, false);
         return;
     }
     rc = pbft_step(w.p, &m, &out);
