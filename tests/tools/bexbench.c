@@ -791,11 +791,14 @@ static void *submit_main(void *arg)
     struct sender *s = arg;
     struct bench *b = s->b;
     double per_s = (double)b->o.rate / (double)b->senders_n;
-    size_t inflight = (size_t)b->o.inflight / b->senders_n;
+    size_t inflight = (size_t)b->o.inflight / b->senders_n, chunk;
     int64_t tick = b->o.tick_ms * NS_PER_MS;
 
     if (inflight < 1)
         inflight = 1;
+    chunk = inflight / 4 < (size_t)b->o.batch / 4 ? inflight / 4 : (size_t)b->o.batch / 4;
+    if (chunk < 1)
+        chunk = 1;
     while (!atomic_load(&b->stop_submit)) {
         int64_t t = now_ns();
         size_t want, n, ok;
@@ -805,8 +808,8 @@ static void *submit_main(void *arg)
             want = (size_t)((double)(t - b->t0) / 1e9 * per_s) + 1;
         } else {
             want = atomic_load(&s->committed) + inflight;
-            /* Refill in chunks, not one tx per commit. */
-            if (want > s->next && want - s->next < (size_t)b->o.batch / 4 && s->next > 0 && want < s->count)
+            /* Refill in chunks (a quarter of the window, at most a quarter batch), not one tx per commit. */
+            if (want > s->next && want - s->next < chunk && want < s->count)
                 want = s->next;
         }
         if (want > s->count)
