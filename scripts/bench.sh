@@ -6,10 +6,12 @@
 #
 # First the microbenchmarks (build/tests/bench/micro) print what one
 # transaction costs this machine and the bound that sets. Then, for every
-# node count, offered rate and run: a fresh testnet (bexctl testnet init in a
-# private directory, testnet/up.sh), one bexbench run against it, the
-# testnet stopped and deleted. Last, the medians of all runs next to the
-# targets. Everything lands in $BENCH_OUT (default build/bench):
+# node count, offered rate and run: a fresh testnet (a copy, with empty
+# data, of one layout that bexctl testnet init makes per node count, so the
+# transactions signed for the first run serve the later ones), started with
+# testnet/up.sh, one bexbench run against it, the testnet stopped and
+# deleted. Last, the medians of all runs next to the targets. Everything
+# lands in $BENCH_OUT (default build/bench):
 #   micro.json                 the microbenchmarks and the bound
 #   runs/nN-rR-K.json, .png    one report and chart per run (R = 0: as fast
 #                              as accepted), with node logs on failure
@@ -26,10 +28,12 @@
 #   BENCH_RUNS      runs per configuration; the summary takes medians (default 1)
 #   BENCH_NODES     node counts (default 4; --scale: "4 7 10")
 #   BENCH_OUT       output directory (default $B/bench)
-#   BENCH_PERF      1: perf record -g one node over the window of each
-#                   configuration's first run (needs perf)
+#   BENCH_PERF      1: perf record (DWARF call graphs, 199 Hz) one node over
+#                   the window of each configuration's first run (needs perf)
 #   BENCH_PERF_NODE which node perf records (default 1, a backup in view 0)
 #   BENCH_ARGS      more options for bexbench run (e.g. "--inflight 4000")
+#   BENCH_VIEW_TIMEOUT_MS  sets consensus.view_timeout_ms in the genesis of
+#                   the benchmark's networks (default: bexctl testnet init's)
 set -u
 
 root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd -P)
@@ -48,6 +52,7 @@ nodes_list=${BENCH_NODES:-4}
 perf=${BENCH_PERF:-0}
 perf_node=${BENCH_PERF_NODE:-1}
 extra=${BENCH_ARGS:-}
+view_timeout=${BENCH_VIEW_TIMEOUT_MS:-}
 
 case ${1:-} in
 --scale) nodes_list=${BENCH_NODES:-"4 7 10"} ;;
@@ -62,10 +67,10 @@ case ${1:-} in
     ;;
 esac
 
-for v in "$secs" "$warmup" "$runs" $rates $nodes_list; do
+for v in "$secs" "$warmup" "$runs" $rates $nodes_list ${view_timeout:+"$view_timeout"}; do
     case $v in
     '' | *[!0-9]*)
-        echo "bench.sh: BENCH_SECONDS, BENCH_WARMUP, BENCH_RUNS, BENCH_RATE and BENCH_NODES take whole numbers" >&2
+        echo "bench.sh: BENCH_SECONDS, BENCH_WARMUP, BENCH_RUNS, BENCH_RATE, BENCH_NODES and BENCH_VIEW_TIMEOUT_MS take whole numbers" >&2
         exit 2
         ;;
     esac
@@ -86,23 +91,47 @@ esac
 
 mkdir -p "$out/runs" || exit 1
 net=""
-cleanup() {
+tpl=""
+# stop_net: stops and deletes the network of the current run.
+stop_net() {
     if [ -n "$net" ] && [ -d "$net" ]; then
         TESTNET_DIR=$net/net "$root/testnet/down.sh" >/dev/null 2>&1
         rm -rf "$net"
     fi
     net=""
 }
+cleanup() {
+    stop_net
+    [ -n "$tpl" ] && rm -rf "$tpl"
+    tpl=""
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "bench.sh: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $B; window ${secs}s after ${warmup}s warm-up; rates: $rates; nodes: $nodes_list; $runs run(s) each"
+echo "bench.sh: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $B; window ${secs}s after ${warmup}s warm-up; rates: $rates; nodes: $nodes_list; $runs run(s) each${view_timeout:+; view timeout $view_timeout ms}"
 "$micro" --out "$out/micro.json" --dir "$out" || exit 1
 
 reports=""
 failed=0
 for n in $nodes_list; do
+    # One layout (keys, genesis, ports) per node count: every run starts a
+    # fresh copy of it with empty data, so the transactions signed for the
+    # first run serve the later ones (bexbench --cache).
+    tpl=$(mktemp -d "$out/tpl.XXXXXX") || exit 1
+    if ! "$bexctl" testnet init --dir "$tpl/net" --nodes "$n" >"$tpl/init.log" 2>&1; then
+        echo "bench.sh: bexctl testnet init failed:" >&2
+        tail -n 30 "$tpl/init.log" >&2
+        exit 1
+    fi
+    if [ -n "$view_timeout" ]; then
+        sed "s/\"view_timeout_ms\": *[0-9]*/\"view_timeout_ms\": $view_timeout/" "$tpl/net/genesis.json" >"$tpl/genesis.json" &&
+            mv "$tpl/genesis.json" "$tpl/net/genesis.json" || exit 1
+        grep -q "\"view_timeout_ms\": $view_timeout" "$tpl/net/genesis.json" || {
+            echo "bench.sh: cannot set view_timeout_ms in the genesis" >&2
+            exit 1
+        }
+    fi
     for rate in $rates; do
         k=1
         while [ "$k" -le "$runs" ]; do
@@ -110,24 +139,24 @@ for n in $nodes_list; do
             echo
             echo "==== $n nodes, $([ "$rate" -eq 0 ] && echo 'as fast as accepted' || echo "$rate tx/s offered"), run $k of $runs"
             net=$(mktemp -d "$out/net.XXXXXX") || exit 1
-            if ! "$bexctl" testnet init --dir "$net/net" --nodes "$n" >"$net/init.log" 2>&1 ||
-                ! TESTNET_DIR=$net/net "$root/testnet/up.sh" >"$net/up.log" 2>&1; then
+            if ! cp -a "$tpl/net" "$net/net" || ! TESTNET_DIR=$net/net "$root/testnet/up.sh" >"$net/up.log" 2>&1; then
                 echo "bench.sh: the $n-node testnet did not come up:" >&2
-                tail -n 30 "$net/init.log" "$net/up.log" >&2
+                tail -n 30 "$net/up.log" >&2
                 exit 1
             fi
             set --
             if [ "$perf" = 1 ] && [ "$k" -eq 1 ]; then
                 if command -v perf >/dev/null 2>&1; then
                     ppid=$(cat "$net/net/node$perf_node/bexd.pid")
-                    set -- --exec-at-window "perf record -F 999 -g -p $ppid -o '$out/perf-n$n-r$rate.data' -- sleep \$BENCH_WINDOW_S >'$out/perf-n$n-r$rate.log' 2>&1"
+                    set -- --exec-at-window "perf record -F 199 --call-graph dwarf,8192 -p $ppid -o '$out/perf-n$n-r$rate.data' -- sleep \$BENCH_WINDOW_S >'$out/perf-n$n-r$rate.log' 2>&1"
                 else
                     echo "bench.sh: perf is not installed; no profile" >&2
                 fi
             fi
             # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
             if "$bexbench" run --testnet "$net/net" --out "$out/runs/$name.json" --png "$out/runs/$name.png" \
-                --seconds "$secs" --warmup "$warmup" --rate "$rate" --label "$name" "$@" $extra; then
+                --seconds "$secs" --warmup "$warmup" --rate "$rate" --label "$name" --cache "$tpl/txs.cache" \
+                "$@" $extra; then
                 reports="$reports $out/runs/$name.json"
                 cp "$out/runs/$name.png" "$out/n$n-r$rate.png"
             else
@@ -140,17 +169,20 @@ for n in $nodes_list; do
             fi
             vc=$(cat "$net"/net/node*/bexd.log | grep -c "view change to view")
             echo "  (node logs: $vc view-change lines)"
-            cleanup
+            stop_net
             if [ -f "$out/perf-n$n-r$rate.data" ] && [ "$k" -eq 1 ] && [ "$perf" = 1 ]; then
-                perf report -i "$out/perf-n$n-r$rate.data" --stdio --no-children --percent-limit 0.5 \
-                    >"$out/perf-n$n-r$rate.txt" 2>/dev/null
-                perf report -i "$out/perf-n$n-r$rate.data" --stdio --no-children --sort dso \
+                # Inclusive time per function (callers included), then self time per library.
+                perf report -i "$out/perf-n$n-r$rate.data" --stdio --children --sort sym -g none \
+                    --percent-limit 0.5 >"$out/perf-n$n-r$rate.txt" 2>/dev/null
+                perf report -i "$out/perf-n$n-r$rate.data" --stdio --no-children --sort dso -g none \
                     >"$out/perf-n$n-r$rate.dso.txt" 2>/dev/null
                 echo "  profile of node$perf_node: $out/perf-n$n-r$rate.txt"
             fi
             k=$((k + 1))
         done
     done
+    rm -rf "$tpl"
+    tpl=""
 done
 
 if [ -z "$reports" ]; then

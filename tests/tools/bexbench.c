@@ -77,13 +77,14 @@
 #define ERROR_BACKOFF_MS 50
 #define NS_PER_S 1000000000LL
 #define NS_PER_MS 1000000LL
+#define TXCHECK_LIMIT_BYTES ((uint64_t)1 << 20) /* a cached tx longer than this is a damaged file */
 
 /* Bits of btx.state. */
 #define TX_OFFERED 1u  /* offered at least once (submit_ns is set) */
 #define TX_ACCEPTED 2u /* a node accepted it at least once */
 
 struct opts {
-    const char *testnet, *out, *png, *label, *exec_at_window;
+    const char *testnet, *out, *png, *label, *exec_at_window, *cache;
     long seconds, warmup, rate, batch, poll_ms, tick_ms, inflight, presign_rate, drain_s, senders_max;
 };
 
@@ -104,6 +105,7 @@ struct sender {
     char id[ID_BYTES];
     size_t node; /* index into bench.nodes */
     struct crypto_seckey sk;
+    struct crypto_pubkey pk;
     uint64_t nonce0; /* nonce of the register tx; load tx i has nonce0 + 1 + i */
     struct btx reg;
     struct btx *txs;
@@ -170,6 +172,7 @@ struct bench {
     double load_start[3], load_end[3];
     double presign_s;
     size_t presigned;
+    bool presign_cached;
     bool agree;
     uint64_t final_height;
     pid_t window_child;
@@ -371,6 +374,7 @@ static const char *usage_text =
     "usage: bexbench run --testnet DIR --out FILE.json [--png FILE.png] [--seconds S] [--warmup W]\n"
     "                    [--rate R] [--batch B] [--poll-ms P] [--tick-ms T] [--inflight N]\n"
     "                    [--presign-rate R] [--drain S] [--senders N] [--label TEXT] [--exec-at-window CMD]\n"
+    "                    [--cache FILE]\n"
     "       bexbench summary [--micro MICRO.json] [--out FILE.json] RUN.json...\n";
 
 static long num_arg(const char *name, const char *v, long lo, long hi)
@@ -391,7 +395,7 @@ static void parse_run(struct opts *o, int argc, char **argv)
     o->seconds = 60;
     o->warmup = 10;
     o->batch = 500;
-    o->poll_ms = 5;
+    o->poll_ms = 10;
     o->tick_ms = 10;
     o->inflight = 8000;
     o->presign_rate = 12000;
@@ -413,6 +417,8 @@ static void parse_run(struct opts *o, int argc, char **argv)
             o->label = v;
         else if (strcmp(a, "--exec-at-window") == 0)
             o->exec_at_window = v;
+        else if (strcmp(a, "--cache") == 0)
+            o->cache = v;
         else if (strcmp(a, "--seconds") == 0)
             o->seconds = num_arg(a, v, 1, 3600);
         else if (strcmp(a, "--warmup") == 0)
@@ -520,10 +526,9 @@ static void load_network(struct bench *b)
         die("passphrase: %s", err);
     for (size_t i = 0; i < b->senders_n; i++) {
         struct sender *s = &b->senders[i];
-        struct crypto_pubkey pk;
 
         snprintf(path, sizeof path, "%s/agencies/%s/officer1.key", b->o.testnet, s->id);
-        if (keystore_read(&s->sk, &pk, path, pass, err, sizeof err) != 0)
+        if (keystore_read(&s->sk, &s->pk, path, pass, err, sizeof err) != 0)
             die("%s: %s", path, err);
     }
     crypto_wipe(pass, sizeof pass);
@@ -636,6 +641,141 @@ static void *sign_main(void *arg)
     return NULL;
 }
 
+/*
+ * The signing cache (--cache FILE). Pre-signing several hundred thousand txs
+ * takes a minute or more, and every run on a network made from one layout
+ * (the same keys and genesis, fresh data) needs the same txs. The file holds
+ * the chain id and, per sender, its id, public key, first nonce and its
+ * signed txs. A run takes a prefix of it when it matches this network and
+ * holds enough; otherwise the run signs and rewrites the file.
+ */
+#define CACHE_MAGIC "bexbench-txs-1\n"
+
+static bool rd(FILE *f, void *p, size_t n)
+{
+    return fread(p, 1, n, f) == n;
+}
+
+static bool rd_u64(FILE *f, uint64_t *v)
+{
+    return rd(f, v, sizeof *v);
+}
+
+static bool rd_tx(FILE *f, struct btx *t)
+{
+    uint64_t len;
+
+    if (!rd_u64(f, &len) || len == 0 || len > TXCHECK_LIMIT_BYTES || !rd(f, t->id, sizeof t->id))
+        return false;
+    t->bytes = malloc((size_t)len);
+    t->len = (uint32_t)len;
+    return t->bytes != NULL && rd(f, t->bytes, (size_t)len);
+}
+
+/* Loads `per` txs for every sender; false (nothing kept) when the file does not fit this run. */
+static bool cache_load(struct bench *b, size_t per)
+{
+    FILE *f = fopen(b->o.cache, "rb");
+    char magic[sizeof CACHE_MAGIC - 1], chain[ID_BYTES];
+    uint64_t v, n = 0, counts[SENDERS_MAX];
+    bool ok;
+
+    if (f == NULL)
+        return false;
+    ok = rd(f, magic, sizeof magic) && memcmp(magic, CACHE_MAGIC, sizeof magic) == 0 && rd_u64(f, &v) &&
+         v < sizeof chain && rd(f, chain, (size_t)v);
+    if (ok) {
+        chain[v] = '\0';
+        ok = strcmp(chain, b->chain) == 0 && rd_u64(f, &n) && n == b->senders_n;
+    }
+    for (size_t i = 0; ok && i < b->senders_n; i++) {
+        struct sender *s = &b->senders[i];
+        char id[ID_BYTES];
+        uint8_t pk[CRYPTO_PUB_BYTES];
+
+        ok = rd_u64(f, &v) && v < sizeof id && rd(f, id, (size_t)v);
+        if (ok)
+            id[v] = '\0';
+        ok = ok && strcmp(id, s->id) == 0 && rd(f, pk, sizeof pk) && memcmp(pk, s->pk.b, sizeof pk) == 0 &&
+             rd_u64(f, &v) && v == s->nonce0 && rd_u64(f, &counts[i]) && counts[i] >= per;
+    }
+    for (size_t i = 0; ok && i < b->senders_n; i++) {
+        struct sender *s = &b->senders[i];
+        struct btx skip;
+
+        s->txs = xcalloc(per, sizeof(struct btx));
+        s->count = per;
+        ok = rd_tx(f, &s->reg);
+        for (size_t k = 0; ok && k < counts[i]; k++) {
+            if (k < per) {
+                ok = rd_tx(f, &s->txs[k]);
+            } else {
+                memset(&skip, 0, sizeof skip);
+                ok = rd_tx(f, &skip);
+                free(skip.bytes);
+            }
+        }
+    }
+    fclose(f);
+    if (!ok) {
+        for (size_t i = 0; i < b->senders_n; i++) {
+            for (size_t k = 0; k < b->senders[i].count; k++)
+                free(b->senders[i].txs[k].bytes);
+            free(b->senders[i].txs);
+            free(b->senders[i].reg.bytes);
+            b->senders[i].txs = NULL;
+            b->senders[i].count = 0;
+            memset(&b->senders[i].reg, 0, sizeof b->senders[i].reg);
+        }
+        fprintf(stderr, "bexbench: %s does not fit this network or run; signing anew\n", b->o.cache);
+    }
+    return ok;
+}
+
+static bool wr_tx(FILE *f, const struct btx *t)
+{
+    uint64_t len = t->len;
+
+    return fwrite(&len, sizeof len, 1, f) == 1 && fwrite(t->id, sizeof t->id, 1, f) == 1 &&
+           fwrite(t->bytes, 1, t->len, f) == t->len;
+}
+
+static void cache_save(const struct bench *b)
+{
+    char tmp[1024];
+    FILE *f;
+    uint64_t v;
+    bool ok;
+
+    snprintf(tmp, sizeof tmp, "%s.tmp", b->o.cache);
+    if ((f = fopen(tmp, "wb")) == NULL) {
+        fprintf(stderr, "bexbench: cannot write %s: %s\n", tmp, strerror(errno));
+        return;
+    }
+    v = strlen(b->chain);
+    ok = fwrite(CACHE_MAGIC, sizeof CACHE_MAGIC - 1, 1, f) == 1 && fwrite(&v, sizeof v, 1, f) == 1 &&
+         fwrite(b->chain, 1, (size_t)v, f) == v;
+    v = b->senders_n;
+    ok = ok && fwrite(&v, sizeof v, 1, f) == 1;
+    for (size_t i = 0; ok && i < b->senders_n; i++) {
+        const struct sender *s = &b->senders[i];
+        uint64_t idlen = strlen(s->id), count = s->count;
+
+        ok = fwrite(&idlen, sizeof idlen, 1, f) == 1 && fwrite(s->id, 1, (size_t)idlen, f) == idlen &&
+             fwrite(s->pk.b, sizeof s->pk.b, 1, f) == 1 && fwrite(&s->nonce0, sizeof s->nonce0, 1, f) == 1 &&
+             fwrite(&count, sizeof count, 1, f) == 1;
+    }
+    for (size_t i = 0; ok && i < b->senders_n; i++) {
+        ok = wr_tx(f, &b->senders[i].reg);
+        for (size_t k = 0; ok && k < b->senders[i].count; k++)
+            ok = wr_tx(f, &b->senders[i].txs[k]);
+    }
+    if (fclose(f) != 0 || !ok || rename(tmp, b->o.cache) != 0) {
+        fprintf(stderr, "bexbench: cannot write %s\n", b->o.cache);
+        remove(tmp);
+    }
+}
+
 static void presign(struct bench *b)
 {
     size_t per, total, nthreads;
@@ -647,6 +787,12 @@ static void presign(struct bench *b)
     per = (size_t)ceil(rate * (double)(b->o.warmup + b->o.seconds) * 1.02 / (double)b->senders_n) +
           (size_t)b->o.batch;
     total = per * b->senders_n;
+    b->presigned = total;
+    if (b->o.cache != NULL && cache_load(b, per)) {
+        b->presign_cached = true;
+        b->presign_s = (double)(now_ns() - t) / 1e9;
+        return;
+    }
     for (size_t i = 0; i < b->senders_n; i++) {
         b->senders[i].txs = xcalloc(per, sizeof(struct btx));
         b->senders[i].count = per;
@@ -662,8 +808,9 @@ static void presign(struct bench *b)
     }
     for (size_t k = 0; k < nthreads; k++)
         pthread_join(th[k], NULL);
-    b->presigned = total;
     b->presign_s = (double)(now_ns() - t) / 1e9;
+    if (b->o.cache != NULL)
+        cache_save(b);
 }
 
 /* ---------------------------------------------------------------- tx id table */
@@ -1696,6 +1843,7 @@ static void report(struct bench *b)
                      b->presign_s, "exhausted", exhausted, "loadavg_start", b->load_start[0], b->load_start[1],
                      b->load_start[2], "loadavg_end", b->load_end[0], b->load_end[1], b->load_end[2]);
     json_object_set_new(root, "cores", json_integer(b->cores));
+    json_object_set_new(root, "presign_cached", json_boolean(b->presign_cached));
     json_object_set_new(root, "committed_tps", json_real(tps));
     json_object_set_new(root, "committed_in_window", json_integer((json_int_t)in_window));
     json_object_set_new(root, "offered_tps", json_real((double)offered / (double)o->seconds));
@@ -1757,8 +1905,9 @@ static void report(struct bench *b)
                jnum(n, "anon_end_mib"), jnum(n, "file_end_mib"), jnum(n, "peak_anon_mib"));
     }
     printf("  client        cpu %.1f s, %" PRIu64 " batches, %" PRIu64 " refusals, %" PRIu64 " http errors; "
-           "pre-signed %zu txs in %.1f s\n",
-           client_cpu, batches, rejected, http_errors, b->presigned, b->presign_s);
+           "pre-signed %zu txs in %.1f s%s\n",
+           client_cpu, batches, rejected, http_errors, b->presigned, b->presign_s,
+           b->presign_cached ? " (from the cache)" : "");
     if (o->png != NULL) {
         snprintf(title, sizeof title, "bex %zu nodes, %s: %.0f tx/s, p99 %.0f ms", b->nodes_n,
                  o->rate > 0 ? "fixed rate" : "max rate", tps, (double)quantile_i64(lat, nlat, 0.99) / 1e6);
@@ -1902,7 +2051,7 @@ static int cmd_summary(int argc, char **argv)
         const struct group *gr = &groups[g];
         double tps = gmed(gr, "committed_tps", NULL), bound = 0, bound_full = 0, load[RUNS_MAX];
         double p50 = gmed(gr, "latency_ms", "p50"), p99 = gmed(gr, "latency_ms", "p99");
-        double rss = gmed_nodes(gr, "peak_rss_mib", false);
+        double rss = gmed_nodes(gr, "peak_rss_mib", false), anon = gmed_nodes(gr, "peak_anon_mib", false);
 
         for (size_t i = 0; i < gr->n; i++)
             load[i] = json_number_value(json_array_get(json_object_get(gr->runs[i], "loadavg_end"), 0));
@@ -1936,15 +2085,18 @@ static int cmd_summary(int argc, char **argv)
                gmed(gr, "projected_tps_all_cores", NULL));
         printf("   blocks          %.1f/s, %.0f txs per block, view changes %.0f\n", gmed(gr, "blocks_per_s", NULL),
                gmed(gr, "avg_block_txs", NULL), gmed(gr, "view_changes", NULL));
-        printf("   per node        cpu %.1f s of %" PRId64 " s (max over nodes), peak rss %.1f MiB (max over nodes; "
-               "target <= 256 after 2M txs: %s so far)\n",
-               gmed_nodes(gr, "cpu_s", false), jint(gr->runs[0], "seconds"), rss, verdict(rss <= 256));
+        printf("   per node        cpu %.1f s of %" PRId64 " s; peak rss (VmHWM) %.1f MiB, of it anonymous at most "
+               "%.1f MiB, the rest LMDB's mapped file (max over nodes; target <= 256 after 2M txs: %s here, after "
+               "%.0f txs)\n",
+               gmed_nodes(gr, "cpu_s", false), jint(gr->runs[0], "seconds"), rss, anon, verdict(rss <= 256),
+               gmed_nodes(gr, "committed_txs", false));
         if (gr->rate == 0 && gr->nodes == 4)
             tps4 = tps;
         if (gr->rate == 0 && gr->nodes == 7)
             tps7 = tps;
         json_array_append_new(
-            jg, json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+            jg, json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, "
+                          "s:f}",
                           "nodes",
                           (json_int_t)gr->nodes, "rate_offered", (json_int_t)gr->rate, "runs", (json_int_t)gr->n,
                           "committed_tps", tps, "offered_tps", gmed(gr, "offered_tps", NULL), "p50_ms", p50, "p90_ms",
@@ -1953,7 +2105,8 @@ static int cmd_summary(int argc, char **argv)
                           gmed(gr, "avg_block_txs", NULL), "peak_rss_mib", rss, "cpu_s_max",
                           gmed_nodes(gr, "cpu_s", false), "bound_verify_tps", bound, "bound_fraction",
                           bound > 0 ? tps / bound : 0.0, "cpu_us_per_tx", gmed(gr, "cpu_us_per_tx", NULL),
-                          "projected_tps_all_cores", gmed(gr, "projected_tps_all_cores", NULL), "load_end",
+                          "projected_tps_all_cores", gmed(gr, "projected_tps_all_cores", NULL), "peak_anon_mib", anon,
+                          "load_end",
                           median(load, gr->n)));
     }
     if (tps4 > 0 && tps7 >= 0)
