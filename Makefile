@@ -115,4 +115,64 @@ bench-scale: all $(BENCH_BIN)
 clean:
 	rm -rf build
 
+
+# ---------------------------------------------------------------- fuzzing
+# Every tests/fuzz/<name>_fuzz.c is a libFuzzer target; its seed corpus is
+# tests/fuzz/corpus/<name>/ (see tests/fuzz/README.md). `make test` links each
+# target with the replay driver (normal compiler, SAN=1 honoured) and replays
+# its corpus; `make fuzz` builds the targets and the library with clang into
+# build/fuzz and runs each for FUZZ_SECONDS (FUZZ_TARGETS picks some,
+# FUZZ_MERGE=1 merges new inputs into the seed corpora). `make fuzz-corpus`
+# regenerates the seed files that tests/fuzz/gen_corpus.c writes.
+FUZZ_NAMES := $(patsubst tests/fuzz/%_fuzz.c,%,$(wildcard tests/fuzz/*_fuzz.c))
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+FUZZ_SECONDS ?= 60
+FUZZ_MERGE ?= 0
+FUZZ_REPLAY := $(FUZZ_NAMES:%=$(B)/tests/fuzz/%_replay)
+FUZZ_GEN := $(B)/tests/fuzz/gen_corpus
+FB := build/fuzz
+FUZZ_CC ?= clang
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS := $(filter-out -O2 -O1 -fsanitize=% -fno-sanitize-recover=% -DBEX_CHECKS,$(CFLAGS)) -O1 \
+               -fno-omit-frame-pointer -DBEX_CHECKS $(FUZZ_SAN) -fsanitize=fuzzer-no-link
+FUZZ_CPPFLAGS := -Icommon -Iconsensus -Icontracts -Inode -I$(FB)/proto -MMD -MP
+FUZZ_LIB := $(FB)/libbex.a
+FUZZ_BIN := $(FUZZ_NAMES:%=$(FB)/bin/%)
+
+.PHONY: fuzz-corpus
+test: $(FUZZ_REPLAY)
+
+$(FUZZ_REPLAY): $(B)/tests/fuzz/%_replay: $(B)/tests/fuzz/%_fuzz.o $(B)/tests/fuzz/replay.o \
+                $(B)/tests/fuzz/fuzz_util.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
+$(FUZZ_GEN): $(B)/tests/fuzz/gen_corpus.o $(B)/tests/fuzz/fuzz_util.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
+fuzz-corpus: $(FUZZ_GEN)
+	$(FUZZ_GEN) tests/fuzz/corpus
+
+$(FB)/proto/bex.pb-c.c $(FB)/proto/bex.pb-c.h: proto/bex.proto
+	@mkdir -p $(FB)/proto
+	protoc-c --c_out=$(FB)/proto -Iproto proto/bex.proto
+
+$(FB)/proto/bex.pb-c.o: $(FB)/proto/bex.pb-c.c
+	$(FUZZ_CC) $(filter-out -Werror -Wshadow,$(FUZZ_CFLAGS)) $(FUZZ_CPPFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(FB)/%.o: %.c | $(FB)/proto/bex.pb-c.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CPPFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(FUZZ_LIB): $(FB)/proto/bex.pb-c.o $(LIB_SRC:%.c=$(FB)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BIN): $(FB)/bin/%: $(FB)/tests/fuzz/%_fuzz.o $(FB)/tests/fuzz/fuzz_util.o $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
+fuzz: $(FUZZ_TARGETS:%=$(FB)/bin/%)
+	@FB=$(FB) FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_MERGE=$(FUZZ_MERGE) ./scripts/fuzz.sh $(FUZZ_TARGETS)
+# ---------------------------------------------------------------- end of fuzzing
+
 -include $(shell find build -name '*.d' 2>/dev/null)

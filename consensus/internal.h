@@ -114,7 +114,6 @@ bool pbft__room(const struct pbft_actions *out);
 void pbft__push_vote(struct pbft *p, struct pbft_actions *out, enum pbft_action_type type,
                      uint32_t to, const struct pbft_vote *v);
 void pbft__sign_vote(struct pbft *p, struct pbft_vote *v);
-void pbft__progress(struct pbft *p);
 void pbft__deliver(struct pbft *p, struct pbft_actions *out);
 uint64_t pbft__timeout(const struct pbft *p);
 void pbft__fetch(struct pbft *p, struct pbft_actions *out, uint64_t seq,
@@ -127,8 +126,6 @@ int pbft__check_proof(const struct pbft_config *cfg, uint32_t q,
 int pbft__check_prepared(const struct pbft_config *cfg, uint32_t q,
                          const struct pbft_prepared *c);
 int pbft__check_view_change(const struct pbft *p, const struct pbft_view_change *vc);
-void pbft__prepared_hash(const struct pbft_config *cfg, const struct pbft_prepared *c,
-                         uint8_t out[PBFT_DIGEST_BYTES]);
 
 /* pbft_normal.c: the normal case and checkpoints (Castro-Liskov 4.2, 4.3). */
 int pbft__on_vote(struct pbft *p, const struct pbft_vote *v, bool verified,
@@ -142,13 +139,11 @@ void pbft__adopt_proof(struct pbft *p, const struct pbft_checkpoint_proof *proof
                        struct pbft_actions *out);
 void pbft__send_prepare(struct pbft *p, struct pbft__entry *e, struct pbft_actions *out);
 void pbft__evaluate(struct pbft *p, struct pbft__entry *e, struct pbft_actions *out);
-const struct pbft_vote *pbft__own_checkpoint_at(const struct pbft *p, uint64_t seq);
 bool pbft__waiting(const struct pbft *p);
 void pbft__retransmit(struct pbft *p, struct pbft_actions *out);
 void pbft__check_behind(struct pbft *p, struct pbft_actions *out);
 
 /* pbft_view.c: view changes (Castro-Liskov 4.4, 4.5.2). */
-void pbft__start_view_change(struct pbft *p, uint64_t view, struct pbft_actions *out);
 int pbft__on_view_change(struct pbft *p, const struct pbft_view_change *vc,
                          struct pbft_actions *out);
 int pbft__on_new_view(struct pbft *p, const struct pbft_new_view *nv, struct pbft_actions *out);

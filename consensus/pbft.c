@@ -72,6 +72,8 @@ int pbft_config_check(const struct pbft_config *cfg)
         return -BEX_EINVAL;
     if (cfg->crypto.sign == NULL || cfg->crypto.verify == NULL || cfg->crypto.hash == NULL)
         return -BEX_EINVAL;
+    BEX_ASSERT(cfg->window >= cfg->checkpoint_interval);
+    BEX_ASSERT(pbft_quorum(cfg->n) <= PBFT_QUORUM_MAX);
     return 0;
 }
 
@@ -165,7 +167,8 @@ struct pbft_action *pbft__push(struct pbft *p, struct pbft_actions *out,
 
     (void)p;
     BEX_ASSERT(out->count < PBFT_ACTIONS_MAX);
-    BEX_ASSERT(type >= PBFT_ACT_SEND && type <= PBFT_ACT_NEW_VIEW);
+    BEX_ASSERT(type >= PBFT_ACT_SEND);
+    BEX_ASSERT(type <= PBFT_ACT_NEW_VIEW);
     a = &out->items[out->count++];
     memset(a, 0, sizeof(*a));
     a->type = type;
@@ -190,12 +193,13 @@ void pbft__sign_vote(struct pbft *p, struct pbft_vote *v)
     uint8_t h[PBFT_DIGEST_BYTES];
 
     BEX_ASSERT(v->replica == p->cfg.self);
-    BEX_ASSERT(v->type >= PBFT_MSG_PRE_PREPARE && v->type <= PBFT_MSG_CHECKPOINT);
+    BEX_ASSERT(v->type >= PBFT_MSG_PRE_PREPARE);
+    BEX_ASSERT(v->type <= PBFT_MSG_CHECKPOINT);
     pbft_vote_digest(&p->cfg, v, h);
     p->cfg.crypto.sign(p->cfg.crypto.ctx, h, v->sig);
 }
 
-void pbft__progress(struct pbft *p)
+static void progress(struct pbft *p)
 {
     /* Castro-Liskov 4.5.2: the back-off ends once requests execute again. */
     p->backoff = 0;
@@ -221,7 +225,7 @@ void pbft__deliver(struct pbft *p, struct pbft_actions *out)
         a->cert = &e->cert;
         p->delivered = seq;
         p->stats.commits++;
-        pbft__progress(p);
+        progress(p);
     }
     BEX_ASSERT(p->executed <= p->delivered);
 }
@@ -294,6 +298,7 @@ void pbft_close(struct pbft *p)
 /* The highest view a restored message proves; votes prove it was installed. */
 static void restore_view(struct pbft *p, uint64_t view, bool installed)
 {
+    BEX_ASSERT(!p->started);
     if (view > p->view) {
         p->view = view;
         p->active = installed;
@@ -319,6 +324,7 @@ static int restore_stable(struct pbft *p, const struct pbft_checkpoint_proof *pr
 {
     int rc;
 
+    BEX_ASSERT(!p->started);
     if (proof == NULL)
         return -BEX_EINVAL;
     if (p->restore_phase > 1)
@@ -339,6 +345,7 @@ static int restore_view_change(struct pbft *p, const struct pbft_view_change *vc
 {
     int rc;
 
+    BEX_ASSERT(!p->started);
     if (vc == NULL || vc->replica != p->cfg.self)
         return -BEX_EINVAL;
     if (p->restore_phase > 2)
@@ -357,6 +364,7 @@ static int restore_view_change(struct pbft *p, const struct pbft_view_change *vc
     p->vcs[p->cfg.self] = *vc;
     p->vc_present[p->cfg.self] = true;
     restore_view(p, vc->new_view, false);
+    BEX_ASSERT(p->view >= vc->new_view);
     return 0;
 }
 
@@ -365,6 +373,7 @@ static int restore_vote(struct pbft *p, const struct pbft_vote *v)
     struct pbft__entry *e;
     int rc;
 
+    BEX_ASSERT(!p->started);
     if (v->replica != p->cfg.self || v->seq == 0)
         return -BEX_EINVAL;
     if (v->type == PBFT_MSG_PRE_PREPARE && pbft__primary_of(p, v->view) != p->cfg.self)
@@ -403,6 +412,7 @@ static int restore_prepared(struct pbft *p, const struct pbft_prepared *c)
     struct pbft__entry *e;
     int rc;
 
+    BEX_ASSERT(!p->started);
     if (c == NULL)
         return -BEX_EINVAL;
     if ((rc = pbft__check_prepared(&p->cfg, p->q, c)) != 0)
@@ -426,6 +436,8 @@ int pbft_restore(struct pbft *p, const struct pbft_msg *msg)
         return -BEX_EINVAL;
     if (p->started)
         return -BEX_ESTATE;
+    BEX_ASSERT(p->restore_phase >= 0);
+    BEX_ASSERT(p->restore_phase <= 3);
     switch (msg->type) {
     case PBFT_MSG_STABLE:
         return restore_stable(p, msg->proof);
@@ -472,8 +484,10 @@ int pbft_start(struct pbft *p, uint64_t now_ms, uint64_t executed_seq,
     }
     if (p->next_seq <= p->stable.seq)
         p->next_seq = p->stable.seq + 1;
-    BEX_ASSERT(p->active || (p->vc_present[p->cfg.self] &&
-                             p->vcs[p->cfg.self].new_view == p->view));
+    if (!p->active) {
+        BEX_ASSERT(p->vc_present[p->cfg.self]);
+        BEX_ASSERT(p->vcs[p->cfg.self].new_view == p->view);
+    }
     p->retransmit_at_ms = now_ms;
     if (executed_seq > 0 && executed_seq % p->cfg.checkpoint_interval == 0 &&
         executed_seq >= p->stable.seq && executed_seq <= pbft__high(p))
@@ -525,6 +539,8 @@ int pbft_step(struct pbft *p, const struct pbft_msg *msg, struct pbft_actions *o
         rc = -BEX_EINVAL;
         break;
     }
+    BEX_ASSERT(rc <= 0);
+    BEX_ASSERT(out->count <= PBFT_ACTIONS_MAX);
     end(p, out);
     return rc;
 }
@@ -549,6 +565,8 @@ int pbft_tick(struct pbft *p, uint64_t now_ms, struct pbft_actions *out)
         pbft__retransmit(p, out);
         p->retransmit_at_ms = now_ms + p->cfg.retransmit_ms;
     }
+    BEX_ASSERT(p->now_ms == now_ms);
+    BEX_ASSERT(p->retransmit_at_ms > now_ms);
     end(p, out);
     return 0;
 }
@@ -565,6 +583,7 @@ int pbft_next_seq(const struct pbft *p, uint64_t *seq)
     if (p->next_seq > pbft__high(p))
         return -BEX_EFULL;
     *seq = p->next_seq;
+    BEX_ASSERT(*seq <= pbft__high(p));
     return 0;
 }
 
@@ -647,7 +666,7 @@ int pbft_transferred(struct pbft *p, uint64_t seq, const uint8_t state_root[PBFT
     p->delivered = seq;
     p->executed = seq;
     memcpy(p->exec_root, state_root, PBFT_DIGEST_BYTES);
-    pbft__progress(p);
+    progress(p);
     if (seq % p->cfg.checkpoint_interval == 0 && seq <= pbft__high(p))
         pbft__own_checkpoint(p, seq, state_root, out);
     if (p->has_pending_proof && p->pending_proof.seq <= p->executed)

@@ -221,12 +221,13 @@ enum pbft_action_type {
      */
     PBFT_ACT_COMMIT = 4,
     /*
-     * The replica is behind: fetch the requests after the executed seq up to
-     * seq with their commit certificates (verify each with
-     * pbft_verify_commit_cert), execute them and report pbft_transferred().
-     * digest is the state root expected at seq when known (else all zero);
-     * vouchers has bit i set for each replica that vouched for seq. Repeated
-     * while the replica stays behind; a partial transfer is fine.
+     * The replica is behind: once the commits already handed out are
+     * executed, fetch the requests after them up to seq with their commit
+     * certificates (verify each with pbft_verify_commit_cert), execute them
+     * and report pbft_transferred(). digest is the state root expected at
+     * seq when known (else all zero); vouchers has bit i set for each replica
+     * that vouched for seq. Repeated every retransmit_ms while the replica
+     * stays behind; a partial transfer is fine, one at a time is enough.
      */
     PBFT_ACT_FETCH = 5,
     /*
@@ -451,7 +452,8 @@ const struct pbft_stats *pbft_stats(const struct pbft *p);
 /* ---------------------------------------------------------------- certificates */
 
 /*
- * The digest a replica signs for v: hash of the canonical bytes
+ * The digest a replica signs for v (v->type one of the four vote types): hash
+ * of the canonical bytes
  * "bexpbft1" | type (1) | view (8) | seq (8) | digest (32) | replica (4),
  * integers big-endian.
  */

@@ -84,7 +84,7 @@ void pbft_vote_digest(const struct pbft_config *cfg, const struct pbft_vote *v,
     cfg->crypto.hash(cfg->crypto.ctx, buf, e.len, out);
 }
 
-void pbft__prepared_hash(const struct pbft_config *cfg, const struct pbft_prepared *c,
+static void prepared_hash(const struct pbft_config *cfg, const struct pbft_prepared *c,
                          uint8_t out[PBFT_DIGEST_BYTES])
 {
     uint8_t buf[PREPARED_BYTES_MAX];
@@ -119,7 +119,7 @@ void pbft_view_change_digest(const struct pbft_config *cfg, const struct pbft_vi
     put_cert_votes(&e, vc->stable.votes, vc->stable.count);
     put_u32(&e, vc->prepared_count);
     for (uint32_t i = 0; i < vc->prepared_count; i++) {
-        pbft__prepared_hash(cfg, &vc->prepared[i], h);
+        prepared_hash(cfg, &vc->prepared[i], h);
         put(&e, h, sizeof(h));
     }
     put_u32(&e, vc->replica);

@@ -87,7 +87,8 @@ static void check_actions(const struct pbft *p, const struct pbft_actions *out)
 
 void pbft__check(const struct pbft *p, const struct pbft_actions *out)
 {
-    BEX_ASSERT(p->cfg.n >= PBFT_REPLICAS_MIN && p->cfg.n <= PBFT_REPLICAS_MAX);
+    BEX_ASSERT(p->cfg.n >= PBFT_REPLICAS_MIN);
+    BEX_ASSERT(p->cfg.n <= PBFT_REPLICAS_MAX);
     BEX_ASSERT(p->q == pbft_quorum(p->cfg.n));
     BEX_ASSERT(p->stable.seq % p->cfg.checkpoint_interval == 0);
     if (p->stable.seq > 0) {

@@ -6,6 +6,8 @@
 
 #include <string.h>
 
+static const struct pbft_vote *own_checkpoint_at(const struct pbft *p, uint64_t seq);
+
 static struct pbft__slot *vote_slots(struct pbft__entry *e, uint32_t type)
 {
     BEX_ASSERT(type == PBFT_MSG_PREPARE || type == PBFT_MSG_COMMIT);
@@ -32,6 +34,7 @@ static uint32_t count_best(const struct pbft *p, const struct pbft__slot *slots)
 {
     uint32_t best = 0;
 
+    BEX_ASSERT(p->cfg.n >= PBFT_REPLICAS_MIN);
     for (uint32_t r = 0; r < p->cfg.n; r++) {
         if (slots[r].present) {
             uint32_t n = count_matching(p, slots, slots[r].digest);
@@ -51,7 +54,8 @@ static struct pbft_vote own_vote(const struct pbft *p, const struct pbft__entry 
     struct pbft_vote v;
 
     BEX_ASSERT(e->seq != 0);
-    BEX_ASSERT(type >= PBFT_MSG_PRE_PREPARE && type <= PBFT_MSG_COMMIT);
+    BEX_ASSERT(type >= PBFT_MSG_PRE_PREPARE);
+    BEX_ASSERT(type <= PBFT_MSG_COMMIT);
     memset(&v, 0, sizeof(v));
     v.type = type;
     v.view = e->view;
@@ -119,7 +123,7 @@ static void answer_resend(struct pbft *p, struct pbft__entry *e, uint32_t from,
  */
 static void answer_behind(struct pbft *p, uint32_t from, struct pbft_actions *out)
 {
-    const struct pbft_vote *own = pbft__own_checkpoint_at(p, p->stable.seq);
+    const struct pbft_vote *own = own_checkpoint_at(p, p->stable.seq);
 
     BEX_ASSERT(from < p->cfg.n);
     BEX_ASSERT(from != p->cfg.self);
@@ -271,7 +275,8 @@ static int buffer_vote(struct pbft *p, const struct pbft_vote *v, bool verified)
     uint32_t r = v->replica;
 
     BEX_ASSERT(r < p->cfg.n);
-    BEX_ASSERT(v->view > p->view || (v->view == p->view && !p->active));
+    BEX_ASSERT(v->view >= p->view);
+    BEX_ASSERT(v->view > p->view || !p->active);
     if (!verified && pbft__check_vote_sig(p, v) != 0) {
         p->stats.dropped_bad_sig++;
         return -BEX_ESIG;
@@ -298,7 +303,8 @@ int pbft__on_vote(struct pbft *p, const struct pbft_vote *v, bool verified,
     struct pbft__entry *e;
     struct pbft__slot *s;
 
-    BEX_ASSERT(v->type >= PBFT_MSG_PRE_PREPARE && v->type <= PBFT_MSG_COMMIT);
+    BEX_ASSERT(v->type >= PBFT_MSG_PRE_PREPARE);
+    BEX_ASSERT(v->type <= PBFT_MSG_COMMIT);
     if (v->replica >= p->cfg.n || v->replica == p->cfg.self) {
         p->stats.dropped_non_member++;
         return -BEX_EPERM;
@@ -383,10 +389,11 @@ int pbft__on_vote(struct pbft *p, const struct pbft_vote *v, bool verified,
 
 /* ---------------------------------------------------------------- checkpoints */
 
-const struct pbft_vote *pbft__own_checkpoint_at(const struct pbft *p, uint64_t seq)
+static const struct pbft_vote *own_checkpoint_at(const struct pbft *p, uint64_t seq)
 {
     const struct pbft_vote *v;
 
+    BEX_ASSERT(p->cfg.checkpoint_interval > 0);
     if (seq == 0 || seq % p->cfg.checkpoint_interval != 0)
         return NULL;
     v = &p->own_checkpoints[(seq / p->cfg.checkpoint_interval) % (PBFT_WINDOW_MAX + 1)];
@@ -485,6 +492,7 @@ int pbft__on_checkpoint(struct pbft *p, const struct pbft_vote *v, struct pbft_a
         return 0;
     }
     /* Only the latest per replica is kept: memory stays bounded however far ahead it claims to be. */
+    BEX_ASSERT(v->seq > p->stable.seq);
     c->present = true;
     c->seq = v->seq;
     memcpy(c->digest, v->digest, PBFT_DIGEST_BYTES);
@@ -508,7 +516,7 @@ static uint32_t proof_vouchers(const struct pbft_checkpoint_proof *proof)
 void pbft__adopt_proof(struct pbft *p, const struct pbft_checkpoint_proof *proof,
                        struct pbft_actions *out)
 {
-    const struct pbft_vote *own = pbft__own_checkpoint_at(p, proof->seq);
+    const struct pbft_vote *own = own_checkpoint_at(p, proof->seq);
     struct pbft_action *a;
 
     BEX_ASSERT(proof->seq > p->stable.seq);
@@ -566,6 +574,8 @@ void pbft__offer_proof(struct pbft *p, const struct pbft_checkpoint_proof *proof
 
 bool pbft__waiting(const struct pbft *p)
 {
+    BEX_ASSERT(p->started);
+    BEX_ASSERT(p->active);
     if (p->pending)
         return true;
     for (size_t i = 0; i < PBFT_WINDOW_MAX; i++) {
@@ -605,7 +615,7 @@ void pbft__retransmit(struct pbft *p, struct pbft_actions *out)
         }
     }
     if (own->present && own->seq > p->stable.seq && pbft__room(out)) {
-        const struct pbft_vote *v = pbft__own_checkpoint_at(p, own->seq);
+        const struct pbft_vote *v = own_checkpoint_at(p, own->seq);
         if (v != NULL) {
             pbft__push_vote(p, out, PBFT_ACT_BROADCAST, 0, v);
             p->stats.retransmits++;
@@ -630,6 +640,8 @@ void pbft__check_behind(struct pbft *p, struct pbft_actions *out)
     static const uint8_t zero[PBFT_DIGEST_BYTES];
     struct pbft__entry *e;
 
+    BEX_ASSERT(p->started);
+    BEX_ASSERT(p->executed <= p->delivered);
     if (p->has_pending_proof) {
         uint64_t c = p->pending_proof.seq;
         if (c <= p->stable.seq)

@@ -28,6 +28,7 @@ static uint32_t count_view_changes(const struct pbft *p, uint64_t view, bool or_
 {
     uint32_t n = 0;
 
+    BEX_ASSERT(p->cfg.n <= PBFT_REPLICAS_MAX);
     for (uint32_t r = 0; r < p->cfg.n; r++) {
         if (!p->vc_present[r])
             continue;
@@ -132,6 +133,10 @@ static int validate_new_view(const struct pbft *p, const struct pbft_new_view *n
             return -BEX_ELIMIT;
         seen |= 1u << vc->replica;
     }
+    for (uint32_t i = 0; i < nv->pre_prepare_count; i++) {
+        if (nv->pre_prepares[i].type != PBFT_MSG_PRE_PREPARE)
+            return -BEX_EINVAL;
+    }
     pbft_new_view_digest(&p->cfg, nv, h);
     if (!p->cfg.crypto.verify(p->cfg.crypto.ctx, nv->replica, h, nv->sig))
         return -BEX_ESIG;
@@ -149,7 +154,7 @@ static int validate_new_view(const struct pbft *p, const struct pbft_new_view *n
         return -BEX_EINVAL;
     for (uint32_t i = 0; i < nv->pre_prepare_count; i++) {
         const struct pbft_vote *pp = &nv->pre_prepares[i];
-        if (pp->type != PBFT_MSG_PRE_PREPARE || pp->view != nv->view)
+        if (pp->view != nv->view)
             return -BEX_EINVAL;
         if (pp->seq != o->min_s + 1 + i || pp->replica != nv->replica)
             return -BEX_EINVAL;
@@ -184,6 +189,7 @@ static void replay_buffer(struct pbft *p, struct pbft_actions *out)
 
 static void drop_buffered_below(struct pbft *p, uint64_t view)
 {
+    BEX_ASSERT(view == p->view);
     for (uint32_t r = 0; r < p->cfg.n; r++) {
         uint32_t kept = 0;
         for (uint32_t i = 0; i < p->buffer_count[r]; i++) {
@@ -299,7 +305,7 @@ static void try_new_view(struct pbft *p, struct pbft_actions *out)
     p->nv_present = true;
 }
 
-void pbft__start_view_change(struct pbft *p, uint64_t view, struct pbft_actions *out)
+static void start_view_change(struct pbft *p, uint64_t view, struct pbft_actions *out)
 {
     uint32_t self = p->cfg.self;
     struct pbft_view_change *vc = &p->vcs[self];
@@ -373,7 +379,7 @@ static bool join_higher_view(struct pbft *p, struct pbft_actions *out)
     if (k < p->f + 1)
         return false;
     BEX_ASSERT(views[p->f] > p->view);
-    pbft__start_view_change(p, views[p->f], out);
+    start_view_change(p, views[p->f], out);
     return true;
 }
 
@@ -466,6 +472,8 @@ int pbft__on_new_view(struct pbft *p, const struct pbft_new_view *nv, struct pbf
     }
     install(p, nv->view, &nv->view_changes[o.min_index].stable, o.max_s, nv->pre_prepares,
             nv->pre_prepare_count, out);
+    BEX_ASSERT(p->active);
+    BEX_ASSERT(p->view == nv->view);
     return 0;
 }
 
@@ -475,6 +483,7 @@ int pbft__restore_new_view(struct pbft *p, const struct pbft_new_view *nv)
     struct o_set o;
     int rc;
 
+    BEX_ASSERT(!p->started);
     if (nv->replica != p->cfg.self || pbft__primary_of(p, nv->view) != p->cfg.self)
         return -BEX_EINVAL;
     if ((rc = validate_new_view(p, nv, &o)) != 0)
@@ -512,6 +521,7 @@ int pbft__restore_new_view(struct pbft *p, const struct pbft_new_view *nv)
 void pbft__view_tick(struct pbft *p, struct pbft_actions *out)
 {
     BEX_ASSERT(p->started);
+    BEX_ASSERT(p->backoff <= 32);
     if (p->active) {
         if (!pbft__waiting(p)) {
             p->timer_on = false;
@@ -527,5 +537,5 @@ void pbft__view_tick(struct pbft *p, struct pbft_actions *out)
         return;
     }
     if (p->now_ms >= p->timer_deadline_ms)
-        pbft__start_view_change(p, p->view + 1, out);
+        start_view_change(p, p->view + 1, out);
 }

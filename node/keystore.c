@@ -435,7 +435,10 @@ fail:
 
 int keystore_passphrase_file(char *buf, size_t size, const char *path, char *err, size_t err_size)
 {
+    char tail[2]; /* bytes past a full buf, which may still be the trailing "\r\n" */
     size_t n = 0;
+    size_t extra = 0;
+    char c = 0;
     int fd;
     int rc = 0;
 
@@ -444,11 +447,12 @@ int keystore_passphrase_file(char *buf, size_t size, const char *path, char *err
         set_err(err, err_size, "%s: %s", path, strerror(errno));
         return -BEX_EIO;
     }
-    /* Read straight into buf: no other copy of the secret is made. One byte
-     * more than fits tells a full buffer from a long file. */
+    /* Read straight into buf: no other copy of the secret is made but the
+     * two bytes past it, which tell a trailing newline from a long file. */
     for (;;) {
-        char c;
-        ssize_t r = n + 1 < size ? read(fd, buf + n, size - 1 - n) : read(fd, &c, 1);
+        bool full = n + 1 >= size;
+        char *dst = !full ? buf + n : extra < sizeof(tail) ? tail + extra : &c;
+        ssize_t r = read(fd, dst, !full ? size - 1 - n : 1);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
@@ -458,19 +462,30 @@ int keystore_passphrase_file(char *buf, size_t size, const char *path, char *err
         }
         if (r == 0)
             break;
-        if (n + 1 >= size) {
-            c = 0;
+        if (dst == &c) {
             set_err(err, err_size, "%s: passphrase longer than %zu bytes", path, size - 1);
             rc = -BEX_ELIMIT;
             goto fail;
         }
-        n += (size_t)r;
+        if (full)
+            extra++;
+        else
+            n += (size_t)r;
     }
-    if (n > 0 && buf[n - 1] == '\n') {
-        n--;
-        if (n > 0 && buf[n - 1] == '\r')
-            n--;
+    /* The file is buf[0, n) followed by tail[0, extra); one trailing "\n" or
+     * "\r\n" is dropped, and what is left must fit in buf. */
+    size_t len = n + extra;
+    if (len > 0 && (extra > 0 ? tail[extra - 1] : buf[len - 1]) == '\n') {
+        len--;
+        if (len > 0 && (len > n ? tail[len - n - 1] : buf[len - 1]) == '\r')
+            len--;
     }
+    if (len > n) {
+        set_err(err, err_size, "%s: passphrase longer than %zu bytes", path, size - 1);
+        rc = -BEX_ELIMIT;
+        goto fail;
+    }
+    n = len;
     buf[n] = '\0';
     if (n == 0) {
         set_err(err, err_size, "%s: empty passphrase", path);
@@ -484,6 +499,8 @@ int keystore_passphrase_file(char *buf, size_t size, const char *path, char *err
     }
 fail:
     close(fd);
+    OPENSSL_cleanse(tail, sizeof(tail));
+    OPENSSL_cleanse(&c, sizeof(c));
     if (rc != 0)
         OPENSSL_cleanse(buf, size);
     return rc;

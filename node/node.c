@@ -377,7 +377,6 @@ static void maybe_propose(struct node *n, uint64_t now_ms)
         LOG_W("node: propose h=%" PRIu64 ": %s", seq, bex_strerror(rc));
         goto unmark;
     }
-    n->proposed_height = seq;
     LOG_D("node: proposed h=%" PRIu64 " with %zu txs", seq, count);
     do_actions(n);
     goto done;
@@ -669,7 +668,6 @@ static void mempool_after_block(struct node *n, const uint8_t *proposal, size_t 
 static void after_apply(struct node *n, const struct ledger_applied *a, const uint8_t *proposal, size_t len)
 {
     n->committed_txs += a->out->receipt_count;
-    n->last_commit_ms = mono_ms(n);
     metrics_counter_add(n->m.committed_txs, 0, a->out->receipt_count);
     metrics_counter_inc(n->m.blocks, 0);
     metrics_gauge_set(n->m.height, 0, (double)a->height);
@@ -730,11 +728,9 @@ static void request_block(struct node *n, uint64_t from, uint32_t preferred)
 /* Applies queued commits in height order while their proposals are at hand. */
 static void apply_commits(struct node *n)
 {
-    static bool applying;
-
-    if (applying)
+    if (n->applying)
         return;
-    applying = true;
+    n->applying = true;
     while (n->commits_n > 0 && !n->store_failed) {
         struct node_commit *c = &n->commits[n->commits_head];
         struct node_proposal *p = NULL;
@@ -772,11 +768,11 @@ static void apply_commits(struct node *n)
             prop_drop(p);
         if ((rc = pbft_executed(n->pbft, h + 1, ledger_root(n->ledger), n->acts)) != 0)
             LOG_W("consensus: executed %" PRIu64 ": %s", h + 1, bex_strerror(rc));
-        applying = false;
+        n->applying = false;
         do_actions(n);
-        applying = true;
+        n->applying = true;
     }
-    applying = false;
+    n->applying = false;
 }
 
 /* ---------------------------------------------------------------- state transfer */
@@ -1089,7 +1085,6 @@ static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
     uint64_t now = mono_ms(n), wall = node_now_ms(n);
-    static uint64_t last_hello, sweeps;
     int rc;
 
     if (n->stopping)
@@ -1104,12 +1099,12 @@ static void on_tick(uv_timer_t *t)
         n->fetch_sent_ms = now;
         request_block(n, ledger_height(n->ledger) + 1, P2P_PEER_NONE);
     }
-    if (now - last_hello >= HELLO_EVERY_MS) {
-        last_hello = now;
+    if (now - n->last_hello_ms >= HELLO_EVERY_MS) {
+        n->last_hello_ms = now;
         send_hello(n, P2P_PEER_NONE);
         (void)mempool_evict_older_than(n->mempool, now, MEMPOOL_TTL_MS);
         prop_gc(n);
-        if (++sweeps % 5 == 0)
+        if (++n->sweeps % 5 == 0)
             node_release_sweep(n);
     }
     node_rpc_expire(n, now);

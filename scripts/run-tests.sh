@@ -33,6 +33,30 @@ for t in "$B"/tests/unit/*_test; do
     fi
 done
 
+# Each fuzz target's replay binary runs its seed corpus, and the crashes
+# `make fuzz` saved for it if any, through the target: one test per target.
+for t in "$B"/tests/fuzz/*_replay; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t" _replay)
+    crashes=build/fuzz/crashes/$name
+    if [ -d "$crashes" ] && [ -n "$(ls "$crashes")" ]; then
+        "$t" "tests/fuzz/corpus/$name" "$crashes" >"$log/fuzz-$name.log" 2>&1
+    else
+        "$t" "tests/fuzz/corpus/$name" >"$log/fuzz-$name.log" 2>&1
+    fi
+    if [ $? -eq 0 ]; then
+        pass=$((pass + 1))
+        n=$(sed -n 's/^replayed \([0-9]*\) inputs$/\1/p' "$log/fuzz-$name.log")
+        echo "ok   fuzz/$name ($n inputs)"
+    else
+        fail=$((fail + 1))
+        failed="$failed fuzz/$name"
+        echo "FAIL fuzz/$name (see $log/fuzz-$name.log)"
+        grep '^replay: ' "$log/fuzz-$name.log" | tail -1
+        grep -E '^fuzz: |ERROR|assert|Sanitizer|SUMMARY' "$log/fuzz-$name.log" | head -10
+    fi
+done
+
 if [ -x "$B/tests/sim/sim" ]; then
     if "$B/tests/sim/sim" --seeds "$SEEDS" >"$log/sim.log" 2>&1; then
         pass=$((pass + 1))

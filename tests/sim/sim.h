@@ -88,6 +88,9 @@ struct sim_result {
 /* Runs one seed; returns 0, or -1 with res->violation and res->why set. */
 int sim_run(const struct sim_options *opt, struct sim_result *res);
 
+/* Frees the memory sim_run() keeps between seeds. */
+void sim_release(void);
+
 /* Fault class names: "drop,dup,..."; "all" and "none" too. Returns 0 or -1. */
 int sim_faults_parse(const char *text, uint32_t *mask);
 void sim_faults_format(uint32_t mask, char *buf, size_t len);

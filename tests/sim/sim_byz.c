@@ -148,8 +148,12 @@ void sim__byz_send(struct sim *s, struct node *b, uint32_t to, const struct msg 
 void sim__byz_seen(struct node *b, const struct msg *m)
 {
     BEX_ASSERT(b->byz);
-    if (m->type > PBFT_MSG_CHECKPOINT)
+    if (m->blob != NULL) {
+        sim__blob_put(b->seen_blob);
+        b->seen_blob = m->blob;
+        m->blob->refs++;
         return;
+    }
     b->seen[b->seen_count % BEX_ARRAY_LEN(b->seen)] = m->vote;
     b->seen_count++;
 }
@@ -204,6 +208,13 @@ void sim__byz_tick(struct sim *s, struct node *b)
             to = (uint32_t)sim_rng_below(&s->rng, s->n);
         } while (to == b->id);
         sim__enqueue(s, b->id, to, &m);
+    }
+    if ((b->byz_mask & SIM_F_REPLAY) && b->seen_blob != NULL && sim_rng_chance(&s->rng, 50)) {
+        struct msg m;
+        memset(&m, 0, sizeof(m));
+        m.type = b->seen_blob->type;
+        m.blob = b->seen_blob;
+        sim__enqueue(s, b->id, (b->id + 1 + (uint32_t)sim_rng_below(&s->rng, s->n - 1)) % s->n, &m);
     }
     if ((b->byz_mask & SIM_F_FLOOD) && sim_rng_chance(&s->rng, 200))
         flood_view_change(s, b);

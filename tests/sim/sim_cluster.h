@@ -30,6 +30,7 @@ enum ev_kind {
     EV_PARTITION,
     EV_UNPARTITION,
     EV_HEAL,
+    EV_EXECUTE,
 };
 
 struct event {
@@ -72,11 +73,16 @@ struct node {
     struct sim_signer signer;
     struct pbft_config cfg;
     struct store st;
-    /* Durable executed state: blocks[1..executed]. */
+    /*
+     * blocks[1..delivered] were committed; those up to executed are executed
+     * and durable, the rest are lost in a crash.
+     */
     struct block *blocks;
     size_t cap_blocks;
+    uint64_t delivered;
     uint64_t executed;
     uint8_t root[PBFT_DIGEST_BYTES];
+    bool exec_scheduled;
     bool transfer_pending;
     uint64_t transfer_target;
     uint8_t transfer_root[PBFT_DIGEST_BYTES];
@@ -85,10 +91,12 @@ struct node {
     /* Byzantine: votes seen, replayed later. */
     struct pbft_vote seen[64];
     uint32_t seen_count;
+    struct blob *seen_blob; /* the last VIEW-CHANGE or NEW-VIEW seen */
 };
 
 struct gblock {
     bool set;
+    bool root_set;
     uint8_t digest[PBFT_DIGEST_BYTES];
     uint8_t root[PBFT_DIGEST_BYTES];
 };
@@ -126,6 +134,7 @@ struct sim {
     uint64_t retransmit_ms;
     uint64_t tick_ms;
     uint64_t propose_every_ms;
+    uint64_t exec_delay_max; /* 0: nodes execute a commit at once */
 
     /* Agreement: the first digest an honest replica committed per seq. */
     struct gblock *global;

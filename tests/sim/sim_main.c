@@ -139,8 +139,10 @@ int main(int argc, char **argv)
         sim_replay_command(&opt, cmd, sizeof(cmd));
         if (sim_run(&opt, &res) != 0) {
             printf("VIOLATION: %s\n  replay: %s\n", res.why, cmd);
+            sim_release();
             return 1;
         }
+        sim_release();
         sim_faults_format(res.faults, used, sizeof(used));
         printf("ok n=%u seed=%llu faults used=%s blocks=%llu view_changes=%llu messages=%llu "
                "simulated=%llums\n",
@@ -159,5 +161,6 @@ int main(int argc, char **argv)
     }
     if (opt.n != 0 && opt.n != 4 && opt.n != 7 && opt.n != 10)
         violations += run_config(opt.n, seeds, opt.faults);
+    sim_release();
     return violations == 0 ? 0 : 1;
 }

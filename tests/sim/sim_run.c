@@ -276,19 +276,18 @@ static struct gblock *global_at(struct sim *s, uint64_t seq)
     return &s->global[seq];
 }
 
-/* Executes (seq, digest) on the node: the state root is a hash chain. */
-static bool execute(struct sim *s, struct node *nd, uint64_t seq,
-                    const uint8_t digest[PBFT_DIGEST_BYTES], const struct pbft_commit_cert *cert,
-                    const char *how)
+/* Takes (seq, digest) as the node's next committed block, after every check. */
+static bool accept_block(struct sim *s, struct node *nd, uint64_t seq,
+                         const uint8_t digest[PBFT_DIGEST_BYTES],
+                         const struct pbft_commit_cert *cert, const char *how)
 {
-    uint8_t buf[2 * PBFT_DIGEST_BYTES];
     struct gblock *g = global_at(s, seq);
     struct block *b;
     int rc;
 
-    if (seq != nd->executed + 1) {
-        sim__violation(s, "replica %u: %s of seq %llu after %llu (gap or repeat)", nd->id, how,
-                       (unsigned long long)seq, (unsigned long long)nd->executed);
+    if (seq != nd->delivered + 1) {
+        sim__violation(s, "replica %u: %s seq %llu after %llu (gap or repeat)", nd->id, how,
+                       (unsigned long long)seq, (unsigned long long)nd->delivered);
         return false;
     }
     if ((rc = pbft_verify_commit_cert(&nd->cfg, seq, digest, cert)) != 0) {
@@ -310,25 +309,42 @@ static bool execute(struct sim *s, struct node *nd, uint64_t seq,
         nd->blocks = xrealloc(nd->blocks, cap * sizeof(*nd->blocks));
         nd->cap_blocks = cap;
     }
-    memcpy(buf, nd->root, PBFT_DIGEST_BYTES);
-    memcpy(buf + PBFT_DIGEST_BYTES, digest, PBFT_DIGEST_BYTES);
-    sim_hash(buf, sizeof(buf), nd->root);
     b = &nd->blocks[seq];
     memcpy(b->digest, digest, PBFT_DIGEST_BYTES);
-    memcpy(b->root, nd->root, PBFT_DIGEST_BYTES);
     b->cert = *cert;
-    nd->executed = seq;
+    nd->delivered = seq;
     if (!g->set) {
         g->set = true;
         memcpy(g->digest, digest, PBFT_DIGEST_BYTES);
+    }
+    sim__trace(s, "r%u %s seq %llu digest %02x%02x..", nd->id, how, (unsigned long long)seq,
+               digest[0], digest[1]);
+    return true;
+}
+
+/* Executes the next accepted block: the state root is a hash chain. */
+static bool execute_next(struct sim *s, struct node *nd)
+{
+    uint64_t seq = nd->executed + 1;
+    struct gblock *g = global_at(s, seq);
+    uint8_t buf[2 * PBFT_DIGEST_BYTES];
+    struct block *b = &nd->blocks[seq];
+
+    BEX_ASSERT(seq <= nd->delivered);
+    BEX_ASSERT(g->set);
+    memcpy(buf, nd->root, PBFT_DIGEST_BYTES);
+    memcpy(buf + PBFT_DIGEST_BYTES, b->digest, PBFT_DIGEST_BYTES);
+    sim_hash(buf, sizeof(buf), nd->root);
+    memcpy(b->root, nd->root, PBFT_DIGEST_BYTES);
+    nd->executed = seq;
+    if (!g->root_set) {
+        g->root_set = true;
         memcpy(g->root, nd->root, PBFT_DIGEST_BYTES);
     } else if (memcmp(g->root, nd->root, PBFT_DIGEST_BYTES) != 0) {
         sim__violation(s, "replica %u: state root differs at seq %llu", nd->id,
                        (unsigned long long)seq);
         return false;
     }
-    sim__trace(s, "r%u %s seq %llu digest %02x%02x..", nd->id, how, (unsigned long long)seq,
-               digest[0], digest[1]);
     return true;
 }
 
@@ -419,16 +435,21 @@ static void out_msg(struct sim *s, struct node *nd, const struct pbft_action *a)
 
 static void run_actions(struct sim *s, struct node *nd);
 
-static void call_executed(struct sim *s, struct node *nd, uint64_t seq)
+/* Executes every accepted block and reports each to the engine. */
+static void execute_pending(struct sim *s, struct node *nd)
 {
-    int rc = pbft_executed(nd->p, seq, nd->blocks[seq].root, s->out);
-
-    if (rc != 0) {
-        sim__violation(s, "replica %u: pbft_executed(%llu) failed: %s", nd->id,
-                       (unsigned long long)seq, bex_errname(rc));
-        return;
+    while (!s->done && nd->up && nd->executed < nd->delivered) {
+        uint64_t seq = nd->executed + 1;
+        int rc;
+        if (!execute_next(s, nd))
+            return;
+        if ((rc = pbft_executed(nd->p, seq, nd->blocks[seq].root, s->out)) != 0) {
+            sim__violation(s, "replica %u: pbft_executed(%llu) failed: %s", nd->id,
+                           (unsigned long long)seq, bex_errname(rc));
+            return;
+        }
+        run_actions(s, nd);
     }
-    run_actions(s, nd);
 }
 
 /*
@@ -438,8 +459,7 @@ static void call_executed(struct sim *s, struct node *nd, uint64_t seq)
 static void run_actions(struct sim *s, struct node *nd)
 {
     struct pbft_actions *out = s->out;
-    uint64_t commits[PBFT_ACTIONS_MAX];
-    uint32_t ncommits = 0;
+    bool committed = false;
     uint32_t limit = out->count;
     bool crash = false;
 
@@ -463,9 +483,9 @@ static void run_actions(struct sim *s, struct node *nd)
             out_msg(s, nd, a);
             break;
         case PBFT_ACT_COMMIT:
-            if (!execute(s, nd, a->seq, a->digest, a->cert, "commits"))
+            if (!accept_block(s, nd, a->seq, a->digest, a->cert, "commits"))
                 return;
-            commits[ncommits++] = a->seq;
+            committed = true;
             break;
         case PBFT_ACT_FETCH:
             sim__trace(s, "r%u fetch to %llu", nd->id, (unsigned long long)a->seq);
@@ -497,8 +517,15 @@ static void run_actions(struct sim *s, struct node *nd)
         node_crash(s, nd);
         return;
     }
-    for (uint32_t i = 0; i < ncommits && !s->done && nd->up; i++)
-        call_executed(s, nd, commits[i]);
+    if (!committed)
+        return;
+    /* Execution may lag behind the commits, as in a busy node. */
+    if (s->exec_delay_max == 0) {
+        execute_pending(s, nd);
+    } else if (!nd->exec_scheduled) {
+        nd->exec_scheduled = true;
+        schedule(s, s->now + sim_rng_range(&s->rng, 1, s->exec_delay_max), EV_EXECUTE, nd->id);
+    }
 }
 
 /* ---------------------------------------------------------------- nodes */
@@ -509,6 +536,8 @@ static void node_crash(struct sim *s, struct node *nd)
     nd->up = false;
     nd->crash_after = -1;
     nd->transfer_pending = false;
+    /* Committed but not executed: not durable. */
+    nd->delivered = nd->executed;
     pbft_close(nd->p);
     if (!s->healed)
         schedule(s, s->now + sim_rng_range(&s->rng, 100, 1500), EV_RESTART, nd->id);
@@ -580,6 +609,7 @@ static void node_start(struct sim *s, struct node *nd)
     nd->up = true;
     nd->crash_after = -1;
     nd->transfer_pending = false;
+    BEX_ASSERT(nd->delivered == nd->executed);
     if ((rc = pbft_start(nd->p, s->now, nd->executed, nd->root, s->out)) != 0) {
         sim__violation(s, "replica %u: pbft_start failed: %s", nd->id, bex_errname(rc));
         return;
@@ -684,7 +714,9 @@ static void on_transfer(struct sim *s, struct node *nd)
         return;
     nd->transfer_pending = false;
     sim__byz_transfer(s, nd);
-    if (s->done)
+    /* A node finishes executing what it has before it transfers. */
+    execute_pending(s, nd);
+    if (s->done || !nd->up)
         return;
     for (uint32_t i = 0; i < s->n; i++) {
         struct node *c = &s->nodes[i];
@@ -700,7 +732,9 @@ static void on_transfer(struct sim *s, struct node *nd)
         return;
     for (uint64_t seq = nd->executed + 1; seq <= reach; seq++) {
         const struct block *b = &src->blocks[seq];
-        if (!execute(s, nd, seq, b->digest, &b->cert, "transfers"))
+        if (!accept_block(s, nd, seq, b->digest, &b->cert, "transfers"))
+            return;
+        if (!execute_next(s, nd))
             return;
     }
     if (reach == nd->transfer_target && !zero_digest(nd->transfer_root) &&
@@ -728,10 +762,14 @@ static void check_all(struct sim *s)
         struct node *nd = &s->nodes[i];
         if (nd->executed > 0) {
             const struct gblock *g = global_at(s, nd->executed);
-            if (!g->set || memcmp(g->root, nd->root, PBFT_DIGEST_BYTES) != 0)
+            if (!g->root_set || memcmp(g->root, nd->root, PBFT_DIGEST_BYTES) != 0)
                 sim__violation(s, "replica %u: executed prefix diverges at %llu", nd->id,
                                (unsigned long long)nd->executed);
         }
+        if (nd->up && pbft_committed_seq(nd->p) != nd->delivered)
+            sim__violation(s, "replica %u: engine committed %llu, node %llu", nd->id,
+                           (unsigned long long)pbft_committed_seq(nd->p),
+                           (unsigned long long)nd->delivered);
         if (nd->up && pbft_executed_seq(nd->p) != nd->executed)
             sim__violation(s, "replica %u: engine executed %llu, node %llu", nd->id,
                            (unsigned long long)pbft_executed_seq(nd->p),
@@ -830,6 +868,28 @@ static uint32_t pick_faults(struct sim *s, uint32_t enabled)
     return mask;
 }
 
+/*
+ * Engines are large (pbft_size()) and every seed needs n of them: the
+ * buffers are allocated once and reused, pbft_init() clears them.
+ */
+static struct pbft *engines[PBFT_REPLICAS_MAX];
+
+static struct pbft *engine_memory(uint32_t i)
+{
+    BEX_ASSERT(i < PBFT_REPLICAS_MAX);
+    if (engines[i] == NULL)
+        engines[i] = xcalloc(pbft_size());
+    return engines[i];
+}
+
+void sim_release(void)
+{
+    for (size_t i = 0; i < PBFT_REPLICAS_MAX; i++) {
+        free(engines[i]);
+        engines[i] = NULL;
+    }
+}
+
 static void setup(struct sim *s)
 {
     static const uint32_t drops[] = {5, 20, 50, 120, 250};
@@ -850,10 +910,16 @@ static void setup(struct sim *s)
         s->keys.secret[i] = sim_rng_next(&s->rng);
     s->k = 1u << sim_rng_range(&s->rng, 1, 3);
     s->window = s->k << sim_rng_range(&s->rng, 0, 2);
+    /* Now and then the production shape: few checkpoints, a wide window. */
+    if (sim_rng_chance(&s->rng, 100)) {
+        s->k = PBFT_CHECKPOINT_INTERVAL_DEFAULT;
+        s->window = PBFT_WINDOW_DEFAULT;
+    }
     s->timeout_ms = sim_rng_range(&s->rng, 150, 400);
     s->retransmit_ms = sim_rng_range(&s->rng, 40, 100);
     s->tick_ms = 10;
     s->propose_every_ms = sim_rng_range(&s->rng, 10, 40);
+    s->exec_delay_max = sim_rng_chance(&s->rng, 500) ? 0 : sim_rng_range(&s->rng, 1, 30);
     s->delay_min = 1;
     s->delay_max = sim_rng_range(&s->rng, 2, 15);
     s->heal_at = sim_rng_range(&s->rng, 1500, 3000);
@@ -913,7 +979,7 @@ static void setup(struct sim *s)
         struct node *nd = &s->nodes[i];
         nd->id = i;
         nd->crash_after = -1;
-        nd->p = xcalloc(pbft_size());
+        nd->p = engine_memory(i);
         nd->signer.keys = &s->keys;
         nd->signer.self = i;
         pbft_config_default(&nd->cfg, s->n, i);
@@ -941,8 +1007,8 @@ static void teardown(struct sim *s)
     for (uint32_t i = 0; i < s->n; i++) {
         struct node *nd = &s->nodes[i];
         pbft_close(nd->p);
-        free(nd->p);
         free(nd->blocks);
+        sim__blob_put(nd->seen_blob);
         store_free(&nd->st);
     }
     free(s->global);
@@ -998,6 +1064,10 @@ int sim_run(const struct sim_options *opt, struct sim_result *res)
             break;
         case EV_HEAL:
             on_heal(s);
+            break;
+        case EV_EXECUTE:
+            nd->exec_scheduled = false;
+            execute_pending(s, nd);
             break;
         }
         sim__blob_put(ev.msg.blob);

@@ -1165,7 +1165,17 @@ static void pbft_new_view_validation_rules(void **state)
     assert_int_equal(step_nv(t, 2, nv), -BEX_EPERM);
     free(nv);
 
-    assert_int_equal(pbft_stats(t->p[2])->dropped_bad_new_view, 6);
+    /* Garbage where a PRE-PREPARE should be is refused, not trusted. */
+    nv = copy_nv(captured);
+    nv->pre_prepares[0].type = 0x1234;
+    assert_int_equal(step_nv(t, 2, nv), -BEX_EINVAL);
+    free(nv);
+    nv = copy_nv(captured);
+    nv->view_changes[0].prepared_count = PBFT_WINDOW_MAX + 7;
+    assert_int_equal(step_nv(t, 2, nv), -BEX_ELIMIT);
+    free(nv);
+
+    assert_int_equal(pbft_stats(t->p[2])->dropped_bad_new_view, 8);
     assert_int_equal(pbft_stats(t->p[2])->dropped_wrong_primary, 1);
     assert_false(pbft_view_active(t->p[2]));
 
@@ -1507,6 +1517,201 @@ static void pbft_restore_checks_its_input(void **state)
     tc_free(t);
 }
 
+
+static void pbft_quorum_of_five_needs_four(void **state)
+{
+    struct tc *t = tc_new(5, 2, 4, 100, 100000);
+
+    (void)state;
+    /* n = 5, f = 1: q = 4 so that two quorums share f+1 = 2 replicas. */
+    assert_int_equal(t->q, 4);
+    t->down[3] = true;
+    t->down[4] = true;
+    propose(t, 0, 1);
+    pump(t);
+    assert_false(t->committed[0][1]);
+    assert_false(t->committed[1][1]);
+    t->down[3] = false;
+    flush(t);
+    propose(t, 0, 2);
+    pump(t);
+    /* Seq 1 never reached replica 3: it commits seq 2 but holds it. */
+    assert_int_equal(pbft_committed_seq(t->p[3]), 0);
+    for (uint32_t i = 0; i < 3; i++)
+        assert_int_equal(pbft_committed_seq(t->p[i]), 0);
+    tc_free(t);
+    t = tc_new(5, 2, 4, 100, 100000);
+    t->down[4] = true;
+    propose(t, 0, 1);
+    pump(t);
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_true(t->committed[i][1]);
+        assert_int_equal(t->cert[i][1].count, 4);
+    }
+    tc_free(t);
+}
+
+static void pbft_view_change_flood_is_bounded(void **state)
+{
+    struct tc *t = tc_new(4, 4, 8, 100, 100000);
+
+    (void)state;
+    /* One Byzantine replica asks for ever higher views: f = 1 is not enough. */
+    for (uint64_t v = 1; v <= 500; v++) {
+        struct pbft_view_change *vc = mkvc(t, 3, v, NULL, 0);
+        assert_int_equal(step_vc(t, 1, vc), 0);
+        assert_int_equal(count(&t->out, PBFT_ACT_BROADCAST, 0), 0);
+        free(vc);
+    }
+    assert_int_equal(pbft_view(t->p[1]), 0);
+    assert_true(pbft_view_active(t->p[1]));
+    /* Older ones from the same replica are stale now. */
+    {
+        struct pbft_view_change *vc = mkvc(t, 3, 7, NULL, 0);
+        assert_int_equal(step_vc(t, 1, vc), -BEX_ESTATE);
+        free(vc);
+    }
+    tc_free(t);
+}
+
+/* Drops every COMMIT: requests prepare everywhere and commit nowhere. */
+static bool drop_commits(const struct tc *t, uint32_t from, uint32_t to, const struct pbft_msg *m)
+{
+    (void)t, (void)from, (void)to;
+    return m->type == PBFT_MSG_COMMIT;
+}
+
+static void pbft_full_window_view_change_fits_the_action_bound(void **state)
+{
+    struct tc *t = tc_new(4, 64, PBFT_WINDOW_MAX, 100, 100000);
+    uint32_t most = 0;
+
+    (void)state;
+    t->drop = drop_commits;
+    for (uint32_t x = 1; x <= PBFT_WINDOW_MAX; x++)
+        propose(t, 0, x);
+    pump(t);
+    t->drop = NULL;
+    assert_int_equal(pbft_log_count(t->p[1]), PBFT_WINDOW_MAX);
+    t->down[0] = true;
+    for (uint32_t i = 1; i < 4; i++)
+        pbft_set_pending(t->p[i], true);
+    tick_all(t, 0);
+    tick_all(t, 100);
+    assert_int_equal(t->vc[2]->prepared_count, PBFT_WINDOW_MAX);
+    /* Deliver by hand to see the largest action lists. */
+    while (t->qhead < t->qlen) {
+        struct qmsg x = t->queue[t->qhead++];
+        if (!t->down[x.to] && !t->down[x.from]) {
+            int rc = pbft_step(t->p[x.to], &x.m, &t->out);
+            assert_true(rc <= 0);
+            if (t->out.count > most)
+                most = t->out.count;
+            collect(t, x.to);
+        }
+        free(x.vc);
+        free(x.nv);
+    }
+    assert_true(most <= PBFT_ACTIONS_MAX);
+    assert_true(most >= 2 * PBFT_WINDOW_MAX);
+    for (uint32_t i = 1; i < 4; i++) {
+        assert_int_equal(pbft_view(t->p[i]), 1);
+        assert_int_equal(t->executed[i], PBFT_WINDOW_MAX);
+        assert_int_equal(pbft_stable_seq(t->p[i]), PBFT_WINDOW_MAX);
+    }
+    tc_free(t);
+}
+
+
+static uint64_t rnd(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* A few plausible values and plenty of implausible ones. */
+static uint64_t rnd_field(uint64_t *x)
+{
+    switch (rnd(x) % 4) {
+    case 0:
+        return rnd(x) % 4;
+    case 1:
+        return rnd(x) % 40;
+    case 2:
+        return UINT64_MAX - rnd(x) % 3;
+    default:
+        return rnd(x);
+    }
+}
+
+static void pbft_garbage_input_is_refused_never_trusted(void **state)
+{
+    struct tc *t = tc_new(4, 2, 8, 100, 50);
+    struct pbft_view_change *vc = calloc(1, sizeof(*vc));
+    struct pbft_new_view *nv = calloc(1, sizeof(*nv));
+    uint64_t x = 0x2545f4914f6cdd1dull;
+
+    (void)state;
+    assert_non_null(vc);
+    assert_non_null(nv);
+    propose(t, 0, 1);
+    pump(t);
+    for (int i = 0; i < 20000; i++) {
+        struct pbft_msg m;
+        int rc;
+        memset(&m, 0, sizeof(m));
+        m.type = (enum pbft_msg_type)(rnd(&x) % 10);
+        m.vote.type = rnd(&x) % 3 == 0 ? (uint32_t)rnd(&x) : (uint32_t)m.type;
+        m.vote.view = rnd_field(&x);
+        m.vote.seq = rnd_field(&x);
+        m.vote.replica = (uint32_t)rnd_field(&x);
+        m.vote.digest[0] = (uint8_t)rnd(&x);
+        m.vote.sig[0] = (uint8_t)rnd(&x);
+        if (m.type == PBFT_MSG_VIEW_CHANGE) {
+            vc->new_view = rnd_field(&x);
+            vc->replica = (uint32_t)rnd_field(&x);
+            vc->stable.seq = rnd_field(&x);
+            vc->stable.count = (uint32_t)rnd_field(&x);
+            vc->prepared_count = (uint32_t)rnd_field(&x);
+            vc->prepared[0].seq = rnd_field(&x);
+            vc->prepared[0].view = rnd_field(&x);
+            vc->prepared[0].prepare_count = (uint32_t)rnd_field(&x);
+            m.view_change = rnd(&x) % 8 ? vc : NULL;
+        } else if (m.type == PBFT_MSG_NEW_VIEW) {
+            nv->view = rnd_field(&x);
+            nv->replica = (uint32_t)rnd_field(&x);
+            nv->view_change_count = (uint32_t)rnd_field(&x);
+            nv->pre_prepare_count = (uint32_t)rnd_field(&x);
+            nv->pre_prepares[0].type = (uint32_t)rnd_field(&x);
+            for (uint32_t k = 0; k < 4; k++) {
+                nv->view_changes[k] = *vc;
+                nv->view_changes[k].replica = rnd(&x) % 4 ? k : (uint32_t)rnd_field(&x);
+                if (rnd(&x) % 2)
+                    nv->view_changes[k].new_view = nv->view;
+                if (rnd(&x) % 2)
+                    nv->view_changes[k].prepared_count = (uint32_t)(rnd(&x) % 3);
+                if (rnd(&x) % 2)
+                    nv->view_changes[k].stable.count = (uint32_t)(rnd(&x) % 4);
+            }
+            m.new_view = rnd(&x) % 8 ? nv : NULL;
+        }
+        rc = pbft_step(t->p[1 + (uint32_t)(rnd(&x) % 3)], &m, &t->out);
+        assert_true(rc <= 0);
+        flush(t);
+    }
+    /* Nothing of it was believed: the cluster still agrees and moves on. */
+    assert_int_equal(pbft_view(t->p[1]), 0);
+    propose(t, 0, 2);
+    pump(t);
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(t->executed[i], 2);
+    free(vc);
+    free(nv);
+    tc_free(t);
+}
+
 /* ---------------------------------------------------------------- certificates */
 
 static void pbft_commit_certificate_verifier(void **state)
@@ -1578,6 +1783,10 @@ int main(void)
         cmocka_unit_test(pbft_restart_keeps_its_view),
         cmocka_unit_test(pbft_restore_checks_its_input),
         cmocka_unit_test(pbft_commit_certificate_verifier),
+        cmocka_unit_test(pbft_quorum_of_five_needs_four),
+        cmocka_unit_test(pbft_view_change_flood_is_bounded),
+        cmocka_unit_test(pbft_full_window_view_change_fits_the_action_bound),
+        cmocka_unit_test(pbft_garbage_input_is_refused_never_trusted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
