@@ -34,6 +34,8 @@
 #   BENCH_ARGS      more options for bexbench run (e.g. "--inflight 4000")
 #   BENCH_VIEW_TIMEOUT_MS  sets consensus.view_timeout_ms in the genesis of
 #                   the benchmark's networks (default: bexctl testnet init's)
+#   BENCH_MAP_SIZE_MB  sets map_size_mb of every node (default: the
+#                   testnet's 1024, which holds about half a million txs)
 set -u
 
 root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd -P)
@@ -53,6 +55,7 @@ perf=${BENCH_PERF:-0}
 perf_node=${BENCH_PERF_NODE:-1}
 extra=${BENCH_ARGS:-}
 view_timeout=${BENCH_VIEW_TIMEOUT_MS:-}
+map_mb=${BENCH_MAP_SIZE_MB:-}
 
 case ${1:-} in
 --scale) nodes_list=${BENCH_NODES:-"4 7 10"} ;;
@@ -67,10 +70,10 @@ case ${1:-} in
     ;;
 esac
 
-for v in "$secs" "$warmup" "$runs" $rates $nodes_list ${view_timeout:+"$view_timeout"}; do
+for v in "$secs" "$warmup" "$runs" $rates $nodes_list ${view_timeout:+"$view_timeout"} ${map_mb:+"$map_mb"}; do
     case $v in
     '' | *[!0-9]*)
-        echo "bench.sh: BENCH_SECONDS, BENCH_WARMUP, BENCH_RUNS, BENCH_RATE, BENCH_NODES and BENCH_VIEW_TIMEOUT_MS take whole numbers" >&2
+        echo "bench.sh: BENCH_SECONDS, BENCH_WARMUP, BENCH_RUNS, BENCH_RATE, BENCH_NODES, BENCH_VIEW_TIMEOUT_MS and BENCH_MAP_SIZE_MB take whole numbers" >&2
         exit 2
         ;;
     esac
@@ -109,8 +112,17 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-echo "bench.sh: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $B; window ${secs}s after ${warmup}s warm-up; rates: $rates; nodes: $nodes_list; $runs run(s) each${view_timeout:+; view timeout $view_timeout ms}"
+echo "bench.sh: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); $B; window ${secs}s after ${warmup}s warm-up; rates: $rates; nodes: $nodes_list; $runs run(s) each${view_timeout:+; view timeout $view_timeout ms}${map_mb:+; LMDB map $map_mb MiB}"
 "$micro" --out "$out/micro.json" --dir "$out" || exit 1
+
+# set_number FILE KEY VALUE: sets the number of "KEY" in a JSON file made by bexctl testnet init.
+set_number() {
+    sed "s/\"$2\": *[0-9]*/\"$2\": $3/" "$1" >"$1.tmp" && mv "$1.tmp" "$1" &&
+        grep -q "\"$2\": $3\([^0-9]\|\$\)" "$1" || {
+        echo "bench.sh: cannot set $2 in $1" >&2
+        return 1
+    }
+}
 
 reports=""
 failed=0
@@ -125,12 +137,12 @@ for n in $nodes_list; do
         exit 1
     fi
     if [ -n "$view_timeout" ]; then
-        sed "s/\"view_timeout_ms\": *[0-9]*/\"view_timeout_ms\": $view_timeout/" "$tpl/net/genesis.json" >"$tpl/genesis.json" &&
-            mv "$tpl/genesis.json" "$tpl/net/genesis.json" || exit 1
-        grep -q "\"view_timeout_ms\": $view_timeout" "$tpl/net/genesis.json" || {
-            echo "bench.sh: cannot set view_timeout_ms in the genesis" >&2
-            exit 1
-        }
+        set_number "$tpl/net/genesis.json" view_timeout_ms "$view_timeout" || exit 1
+    fi
+    if [ -n "$map_mb" ]; then
+        for conf in "$tpl"/net/node*/node.json; do
+            set_number "$conf" map_size_mb "$map_mb" || exit 1
+        done
     fi
     for rate in $rates; do
         k=1

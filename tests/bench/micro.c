@@ -20,7 +20,8 @@
  *                    consensus vote costs before it may be sent;
  *   ledger_apply_*   ledger_apply() of real blocks of B record.publish txs
  *                    (execution, state root, receipts and the synced LMDB
- *                    commit), per block and per tx.
+ *                    commit), per block and per tx;
+ *   store_bytes_per_tx how much data.mdb grows per applied tx.
  * CPU-bound figures are thread CPU time, so other processes on a shared
  * machine do not inflate them; the disk-bound ones (commits) are wall time.
  *
@@ -422,7 +423,17 @@ static double lmdb_commits(const char *base, size_t n, size_t tx_bytes, bool syn
 
 struct ledger_figures {
     double block_ms, us_per_tx, cpu_us_per_tx, vote_sync_ms;
+    double bytes_per_tx; /* growth of data.mdb per applied tx */
 };
+
+static double file_bytes(const char *dir, const char *name)
+{
+    char path[PATH_BYTES + 64];
+    struct stat st;
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &st) == 0 ? (double)st.st_size : 0;
+}
 
 static void make_block(uint8_t **prop, size_t *prop_len, uint8_t digest[LEDGER_HASH_BYTES], uint8_t **cert,
                        size_t *cert_len, uint64_t height, ProtobufCBinaryData *txs, size_t n)
@@ -489,7 +500,7 @@ static void bench_ledger(struct fixture *fx, struct ledger_figures *f, const cha
     struct ledger *l = NULL;
     ProtobufCBinaryData *txs = calloc(n, sizeof *txs);
     uint8_t id[CRYPTO_HASH_BYTES];
-    double wall[BLOCKS_N], cpu[BLOCKS_N], vote[REPS], w, c;
+    double wall[BLOCKS_N], cpu[BLOCKS_N], vote[REPS], w, c, size0;
     uint64_t nonce = 1;
 
     if (txs == NULL)
@@ -504,6 +515,7 @@ static void bench_ledger(struct fixture *fx, struct ledger_figures *f, const cha
     txs[0].data = sign_register(fx, &txs[0].len, id, nonce++);
     apply_block(l, &w, &c, 1, txs, 1, true);
     free(txs[0].data);
+    size0 = file_bytes(dir, "data.mdb");
     for (int b = 0; b < BLOCKS_N; b++) {
         for (size_t i = 0; i < n; i++)
             txs[i].data = sign_publish(fx, &txs[i].len, id, nonce++);
@@ -527,6 +539,7 @@ static void bench_ledger(struct fixture *fx, struct ledger_figures *f, const cha
     f->us_per_tx = f->block_ms * 1000 / (double)n;
     f->cpu_us_per_tx = median(cpu, BLOCKS_N) * 1000 / (double)n;
     f->vote_sync_ms = median(vote, REPS);
+    f->bytes_per_tx = (file_bytes(dir, "data.mdb") - size0) / (double)(BLOCKS_N * n);
     ledger_close(l);
     (void)rmtree(dir);
     free(txs);
@@ -579,8 +592,9 @@ int main(int argc, char **argv)
     printf("  LMDB commit     %8.2f ms   (%zu txs' worth of writes, fdatasync; %.2f ms without)\n",
            lf.commit_sync_ms, block_txs, lf.commit_nosync_ms);
     printf("  LMDB vote       %8.2f ms   (one synced store_pbft_put)\n", lf.vote_sync_ms);
-    printf("  ledger apply    %8.2f ms   per block of %zu txs = %.1f us/tx wall, %.1f us/tx CPU\n", gf.block_ms,
-           block_txs, gf.us_per_tx, gf.cpu_us_per_tx);
+    printf("  ledger apply    %8.2f ms   per block of %zu txs = %.1f us/tx wall, %.1f us/tx CPU; the store grows "
+           "%.0f bytes per tx\n",
+           gf.block_ms, block_txs, gf.us_per_tx, gf.cpu_us_per_tx, gf.bytes_per_tx);
     for (int nodes = 4; nodes <= 10; nodes += 3) {
         double vb = (double)cores * 1e6 / (nodes * (cf.verify_us + cf.sha256_tx_us));
         double fb = (double)cores * 1e6 / (nodes * (cf.txcheck_us + gf.cpu_us_per_tx));
@@ -596,6 +610,7 @@ int main(int argc, char **argv)
                   "lmdb_vote_sync_ms", lf.vote_sync_ms, "ledger_apply_block_ms", gf.block_ms,
                   "ledger_apply_us_per_tx", gf.us_per_tx, "ledger_apply_cpu_us_per_tx", gf.cpu_us_per_tx, "bounds",
                   bounds);
+    json_object_set_new(j, "store_bytes_per_tx", json_real(gf.bytes_per_tx));
     if (out != NULL && json_dump_file(j, out, JSON_INDENT(1)) != 0)
         die("cannot write the report");
     json_decref(j);
