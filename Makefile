@@ -92,6 +92,12 @@ sim: deps $(SIM_BIN)
 demo: all
 	@B=$(B) ./testnet/demo-all.sh
 
+# ---- soak (scripts/soak.sh): the crash soak, SOAK_SECONDS long (default 600)
+SOAK_SECONDS ?= 600
+soak: all $(B)/tests/tools/soakload
+	@B=$(B) SOAK_SECONDS=$(SOAK_SECONDS) ./scripts/soak.sh
+# ---- end soak
+
 lint:
 	@./scripts/lint.sh
 
