@@ -77,7 +77,7 @@
 #define ERROR_BACKOFF_MS 50
 #define NS_PER_S 1000000000LL
 #define NS_PER_MS 1000000LL
-#define TXCHECK_LIMIT_BYTES ((uint64_t)1 << 20) /* a cached tx longer than this is a damaged file */
+#define CACHE_TX_BYTES_MAX ((uint64_t)1 << 20) /* a cached tx longer than this is a damaged file */
 
 /* Bits of btx.state. */
 #define TX_OFFERED 1u  /* offered at least once (submit_ns is set) */
@@ -665,7 +665,7 @@ static bool rd_tx(FILE *f, struct btx *t)
 {
     uint64_t len;
 
-    if (!rd_u64(f, &len) || len == 0 || len > TXCHECK_LIMIT_BYTES || !rd(f, t->id, sizeof t->id))
+    if (!rd_u64(f, &len) || len == 0 || len > CACHE_TX_BYTES_MAX || !rd(f, t->id, sizeof t->id))
         return false;
     t->bytes = malloc((size_t)len);
     t->len = (uint32_t)len;
@@ -1886,7 +1886,9 @@ static void report(struct bench *b)
         for (size_t sec = 0; sec < b->samples_n; sec++)
             anon_peak = fmax(anon_peak, (double)b->samples[sec * b->nodes_n + k].anon_kib / 1024.0);
         json_array_append_new(
-            jn, json_pack("{s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I}", "index",
+            jn, json_pack("{s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+                          "polls", (json_int_t)b->nodes[k].polls, "poll_errors", (json_int_t)b->nodes[k].poll_errors,
+                          "blocks_read", (json_int_t)b->nodes[k].blocks_read, "index",
                           (json_int_t)b->nodes[k].index, "pid", (int)b->nodes[k].pid, "cpu_s", cpu, "cpu_util",
                           cpu / (double)o->seconds, "peak_rss_mib", (double)last->hwm_kib / 1024.0, "rss_start_mib",
                           (double)a->rss_kib / 1024.0, "rss_end_mib", (double)z->rss_kib / 1024.0,
