@@ -1147,19 +1147,34 @@ static bool agreement(struct bench *b)
     return false;
 }
 
-/* Runs cmd through /bin/sh in the background (for a profiler over the window). */
+/*
+ * Runs cmd through /bin/sh in the background (for a profiler over the
+ * window), with BENCH_WINDOW_S set to the window's length. The environment
+ * is built before fork(): the child of a threaded process may only exec.
+ */
 static pid_t spawn(const char *cmd, long seconds)
 {
-    pid_t pid = fork();
+    extern char **environ;
+    char var[48], *argv[] = {(char *)"sh", (char *)"-c", (char *)cmd, NULL}, **envp;
+    size_t n = 0, k = 0;
+    pid_t pid;
 
+    while (environ[n] != NULL)
+        n++;
+    envp = xcalloc(n + 2, sizeof *envp);
+    snprintf(var, sizeof var, "BENCH_WINDOW_S=%ld", seconds);
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(environ[i], "BENCH_WINDOW_S=", 15) != 0)
+            envp[k++] = environ[i];
+    }
+    envp[k++] = var;
+    envp[k] = NULL;
+    pid = fork();
     if (pid == 0) {
-        char s[32];
-
-        snprintf(s, sizeof s, "%ld", seconds);
-        setenv("BENCH_WINDOW_S", s, 1);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        execve("/bin/sh", argv, envp);
         _exit(127);
     }
+    free(envp);
     return pid;
 }
 
@@ -1885,10 +1900,11 @@ static void report(struct bench *b)
 
         for (size_t sec = 0; sec < b->samples_n; sec++)
             anon_peak = fmax(anon_peak, (double)b->samples[sec * b->nodes_n + k].anon_kib / 1024.0);
-        json_array_append_new(
-            jn, json_pack("{s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-                          "polls", (json_int_t)b->nodes[k].polls, "poll_errors", (json_int_t)b->nodes[k].poll_errors,
-                          "blocks_read", (json_int_t)b->nodes[k].blocks_read, "index",
+        json_t *nj = json_pack("{s:I, s:I, s:I}", "polls", (json_int_t)b->nodes[k].polls, "poll_errors",
+                               (json_int_t)b->nodes[k].poll_errors, "blocks_read", (json_int_t)b->nodes[k].blocks_read);
+
+        json_object_update_new(
+            nj, json_pack("{s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I}", "index",
                           (json_int_t)b->nodes[k].index, "pid", (int)b->nodes[k].pid, "cpu_s", cpu, "cpu_util",
                           cpu / (double)o->seconds, "peak_rss_mib", (double)last->hwm_kib / 1024.0, "rss_start_mib",
                           (double)a->rss_kib / 1024.0, "rss_end_mib", (double)z->rss_kib / 1024.0,
@@ -1896,6 +1912,7 @@ static void report(struct bench *b)
                           (double)last->file_kib / 1024.0, "view_changes",
                           (json_int_t)vc, "view_changes_total", (json_int_t)last->st.view_changes, "committed_txs",
                           (json_int_t)last->st.committed_txs, "height", (json_int_t)last->st.height));
+        json_array_append_new(jn, nj);
     }
     timeline_build(b, &tl);
     jt = json_pack("{s:o, s:o, s:o, s:o}", "offered", jarray_of(tl.offered, tl.n), "committed",
