@@ -50,7 +50,6 @@ help:
 	@echo "make bench      throughput and latency of a 4-node network (bench-scale: 4, 7, 10)"
 	@echo "make soak       crash soak: SIGKILL and restart nodes under load (SOAK_SECONDS)"
 	@echo "make fuzz       libFuzzer on every target (FUZZ_SECONDS, FUZZ_TARGETS)"
-	@echo "make bench      throughput and latency of a 4-node testnet (make bench-scale: 4, 7, 10 nodes)"
 	@echo "make clean      remove build/"
 
 deps:
