@@ -38,7 +38,7 @@ SIM_BIN := $(B)/tests/sim/sim
 SEEDS ?= 200
 
 .SECONDARY:
-.PHONY: all test sim demo bench soak fuzz lint clean deps help
+.PHONY: all test sim demo bench bench-scale soak fuzz lint clean deps help
 all: deps $(B)/bexd $(B)/bexctl
 
 help:
@@ -47,6 +47,9 @@ help:
 	@echo "make sim SEEDS=N  the consensus simulator, N seeds per configuration"
 	@echo "make demo       a 4-agency local network and the sharing scenarios"
 	@echo "make lint       boundary checks for consensus/ and contracts/"
+	@echo "make bench      throughput and latency of a 4-node network (bench-scale: 4, 7, 10)"
+	@echo "make soak       crash soak: SIGKILL and restart nodes under load (SOAK_SECONDS)"
+	@echo "make fuzz       libFuzzer on every target (FUZZ_SECONDS, FUZZ_TARGETS)"
 	@echo "make clean      remove build/"
 
 deps:
@@ -99,6 +102,23 @@ soak: all $(B)/tests/tools/soakload
 
 lint:
 	@./scripts/lint.sh
+
+# ---- bench (owner: scripts/bench.sh, docs/bench.md) ----
+# make bench: a fresh 4-node testnet per run, loaded by bexbench; micro prints
+# the bound of this machine. make bench-scale: the same for 4, 7 and 10 nodes.
+# Knobs (environment): BENCH_SECONDS, BENCH_WARMUP, BENCH_RATE, BENCH_RUNS,
+# BENCH_NODES, BENCH_OUT, BENCH_PERF; see scripts/bench.sh.
+BENCH_BIN := $(B)/tests/bench/micro $(B)/tests/tools/bexbench
+
+$(B)/tests/bench/micro: $(B)/tests/bench/micro.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
+bench: all $(BENCH_BIN)
+	@B=$(B) ./scripts/bench.sh
+
+bench-scale: all $(BENCH_BIN)
+	@B=$(B) ./scripts/bench.sh --scale
+# ---- end bench ----
 
 clean:
 	rm -rf build
