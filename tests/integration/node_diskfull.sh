@@ -1,8 +1,4 @@
 #!/bin/sh
-# PENDING (session 1): the node behaves (the store refuses writes, health 503,
-# reads served, catch-up after restart), but this script can leave its tmpfs
-# mounted when it fails, and LMDB reported the full disk as EIO; node.c now
-# names a full disk in the error. Re-enable once cleanup unmounts on every path.
 # A node whose disk fills: node 3 of a 4-node network keeps its data on a
 # small tmpfs (we run as root) while records with large plaintext fields
 # arrive. It must log the store error, answer /health with 503 and the
