@@ -58,7 +58,10 @@ int cli_rpc_try(const struct cli_ctx *ctx, json_t **result, struct cli_rpc_err *
     }
     if (reason != NULL)
         snprintf(e->reason, sizeof(e->reason), "%s", reason);
-    snprintf(e->message, sizeof(e->message), "%s%.300s%s%.31s%s", e->code == -32001 ? "tx rejected: " : "",
+    /* bexd's own rejections already begin with "transaction rejected". */
+    bool says_rejected = message != NULL && strncmp(message, "transaction rejected", 20) == 0;
+    snprintf(e->message, sizeof(e->message), "%s%.300s%s%.31s%s",
+             e->code == -32001 && !says_rejected ? "tx rejected: " : "",
              message != NULL ? message : "error without a message", reason != NULL ? " (" : "",
              reason != NULL ? reason : "", reason != NULL ? ")" : "");
     json_decref(error);

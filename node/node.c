@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "bex.pb-c.h"
@@ -165,6 +166,7 @@ static void send_hello(struct node *n, uint32_t peer)
     h.chain_id = n->gen.chain_id;
     h.replica = n->self;
     h.height = ledger_height(n->ledger);
+    h.view = pbft_view(n->pbft);
     h.version = (char *)NODE_VERSION;
     env.kind_case = BEX__ENVELOPE__KIND_HELLO;
     env.hello = &h;
@@ -319,6 +321,40 @@ static void on_proposal(struct node *n, uint32_t peer, const Bex__BlockProposal 
     }
 }
 
+/*
+ * After a view change, before this replica proposes at seq: the txs of the
+ * proposals still in flight below seq (re-issued by the NEW-VIEW, or
+ * prepared and waiting for execution) must not be proposed a second time,
+ * so they are marked with their heights; proposals at or above seq are dead
+ * (the new view proposes afresh there) and their txs stay free.
+ */
+static void remark_in_flight(struct node *n, uint64_t seq)
+{
+    uint64_t h = ledger_height(n->ledger);
+
+    for (size_t i = 0; i < NODE_PROPOSALS_MAX; i++) {
+        struct node_proposal *pr = &n->props[i];
+        Bex__BlockProposal *bp;
+
+        if (!pr->used || pr->height <= h || pr->height >= seq)
+            continue;
+        bp = bex__block_proposal__unpack(NULL, pr->len, pr->bytes);
+        for (size_t k = 0; bp != NULL && k < bp->n_txs; k++) {
+            Bex__Tx *tx = bex__tx__unpack(NULL, bp->txs[k].len, bp->txs[k].data);
+            uint8_t id[CRYPTO_HASH_BYTES];
+
+            if (tx == NULL)
+                continue;
+            crypto_sha256(id, tx->body.data, tx->body.len);
+            mempool_mark(n->mempool, id, pr->height);
+            bex__tx__free_unpacked(tx, NULL);
+        }
+        if (bp != NULL)
+            bex__block_proposal__free_unpacked(bp, NULL);
+    }
+    n->remark = false;
+}
+
 /* The primary cuts one block when txs wait and the batch is full or old enough. */
 static void maybe_propose(struct node *n, uint64_t now_ms)
 {
@@ -339,6 +375,8 @@ static void maybe_propose(struct node *n, uint64_t now_ms)
         return;
     if (pbft_next_seq(n->pbft, &seq) != 0)
         return;
+    if (n->remark)
+        remark_in_flight(n, seq);
     txs = malloc(c->block_txs_max * sizeof *txs);
     bins = malloc(c->block_txs_max * sizeof *bins);
     if (txs == NULL || bins == NULL)
@@ -434,10 +472,16 @@ static size_t vote_key(uint8_t key[32], const struct pbft_msg *m)
 
 static void fatal_store(struct node *n, int rc, const char *what)
 {
-    char msg[200];
+    char msg[200], space[80] = "";
+    struct statvfs vfs;
 
     store_error(ledger_store(n->ledger), msg, sizeof msg);
-    snprintf(n->store_err, sizeof n->store_err, "%s: %s (%s)", what, bex_strerror(rc), msg);
+    /* LMDB reports a write the disk cut short as EIO: say when the disk is what ran out. */
+    if ((rc == -BEX_EIO || rc == -BEX_ENOSPC) && statvfs(n->cfg.data_dir, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < (8u << 20))
+        snprintf(space, sizeof space, "; no space left on the device (%llu KiB free)",
+                 (unsigned long long)vfs.f_bavail * vfs.f_frsize / 1024);
+    snprintf(n->store_err, sizeof n->store_err, "%.48s: %.32s (%.96s)%.64s", what, bex_strerror(rc), msg, space);
     if (!n->store_failed)
         LOG_E("node: store refuses writes: %s; serving reads only until space is freed and the node restarted",
               n->store_err);
@@ -611,9 +655,14 @@ static void do_actions(struct node *n)
             LOG_I("consensus: view change to view %" PRIu64, a->view);
             break;
         case PBFT_ACT_NEW_VIEW:
+            /*
+             * Proposals of the old view above what executed may never commit:
+             * offer their txs again, except those the new view re-issued below
+             * the next seq (see remark_in_flight()).
+             */
+            mempool_unmark(n->mempool, ledger_height(n->ledger) + 1);
+            n->remark = true;
             LOG_I("consensus: view %" PRIu64 " installed, primary %u", a->view, pbft_primary(n->pbft));
-            /* Our proposals of the old view above what committed may never commit: offer their txs again. */
-            mempool_unmark(n->mempool, pbft_committed_seq(n->pbft) + 1);
             log_context(n);
             break;
         case PBFT_ACT_PERSIST:
@@ -672,6 +721,7 @@ static void after_apply(struct node *n, const struct ledger_applied *a, const ui
     metrics_counter_inc(n->m.blocks, 0);
     metrics_gauge_set(n->m.height, 0, (double)a->height);
     mempool_after_block(n, proposal, len);
+    mempool_unmark_below(n->mempool, a->height);
     node_rpc_committed(n, a);
     node_release_block(n, a);
     log_context(n);
@@ -886,6 +936,18 @@ static void update_catchup(struct node *n)
         if (i != n->self && p2p_peer_up(&n->p2p, i) && n->peer_height[i] > best)
             best = n->peer_height[i];
     }
+    /*
+     * Far behind: fetch now. One block behind is normal in flight, but if it
+     * lasts (this replica sits in a view change the others did not join, or
+     * missed a commit), fetch that block too.
+     */
+    if (best <= h) {
+        n->behind_since_ms = 0;
+    } else if (n->behind_since_ms == 0) {
+        n->behind_since_ms = mono_ms(n);
+    } else if (mono_ms(n) - n->behind_since_ms >= 2 * FETCH_RETRY_MS && best > n->fetch_target) {
+        n->fetch_target = best;
+    }
     if (best > n->fetch_target && best > h + 1)
         n->fetch_target = best;
     n->catching_up = n->fetch_target > h + 1;
@@ -949,6 +1011,7 @@ static void on_frame(uint32_t peer, const uint8_t *bytes, size_t len, void *ud)
             break;
         }
         n->peer_height[peer] = env->hello->height;
+        n->peer_view[peer] = env->hello->view;
         update_catchup(n);
         break;
     case BEX__ENVELOPE__KIND_TX: {
@@ -1081,6 +1144,23 @@ int node_next_nonce(struct node *n, uint64_t *next, uint64_t *last, const char *
 
 /* ---------------------------------------------------------------- tick */
 
+/*
+ * Whether f+1 peers (one of them honest) are in a view above ours: a replica
+ * restarted, or left out of a view change, then lets its request timer run,
+ * so that it asks for the view change and the others answer with their
+ * NEW-VIEW, instead of waiting in a view nobody uses any more.
+ */
+static bool behind_in_view(const struct node *n)
+{
+    uint32_t above = 0;
+
+    for (uint32_t i = 0; i < n->gen.nodes_n; i++) {
+        if (i != n->self && p2p_peer_up(&n->p2p, i) && n->peer_view[i] > pbft_view(n->pbft))
+            above++;
+    }
+    return above >= n->gen.f + 1;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
@@ -1089,9 +1169,15 @@ static void on_tick(uv_timer_t *t)
 
     if (n->stopping)
         return;
-    if ((rc = pbft_tick(n->pbft, now, n->acts)) == 0)
+    pbft_set_pending(n->pbft, mempool_ready(n->mempool) || behind_in_view(n));
+    /*
+     * After a pause (SIGSTOP, a starved machine) the timer fires before the
+     * sockets are read: let the loop read what the peers sent first, or the
+     * request timer would start a view change the others never join.
+     */
+    if (now - n->last_tick_ms <= 5 * NODE_TICK_MS && (rc = pbft_tick(n->pbft, now, n->acts)) == 0)
         do_actions(n);
-    pbft_set_pending(n->pbft, mempool_count(n->mempool) > 0);
+    n->last_tick_ms = now;
     maybe_propose(n, wall);
     apply_commits(n);
     update_catchup(n);
