@@ -92,6 +92,8 @@ case $B in
 *san*) echo "bench.sh: warning: $B is a sanitizer build; its numbers mean little" >&2 ;;
 esac
 
+# Each invocation replaces the results of the one before (keep them with BENCH_OUT).
+rm -rf "$out/runs" "$out"/n*-r*.png "$out"/perf-n*-r* "$out/summary.json" "$out/micro.json"
 mkdir -p "$out/runs" || exit 1
 net=""
 tpl=""

@@ -1812,9 +1812,9 @@ static void chart(struct bench *b, const struct timeline *tl, const char *title)
         if (max_of(tl->rss[k], tl->n) > rss_max)
             rss_max = max_of(tl->rss[k], tl->n);
     }
-    struct panel p1 = {110, 80, 960, 210, "committed tx/s", xmax, 0, shade0, shade1};
-    struct panel p2 = {110, 380, 960, 210, "latency ms", xmax, p99max > 1 ? p99max : 1, shade0, shade1};
-    struct panel p3 = {110, 680, 960, 210, "rss mib", xmax, rss_max > 1 ? rss_max * 1.1 : 1, shade0, shade1};
+    struct panel p1 = {110, 80, 940, 210, "committed tx/s", xmax, 0, shade0, shade1};
+    struct panel p2 = {110, 380, 940, 210, "latency ms", xmax, p99max > 1 ? p99max : 1, shade0, shade1};
+    struct panel p3 = {110, 680, 940, 210, "rss mib", xmax, rss_max > 1 ? rss_max * 1.1 : 1, shade0, shade1};
 
     p1.ymax = fmax(max_of(tl->offered, tl->n), max_of(tl->committed, tl->n)) * 1.1;
     if (p1.ymax < 1)
@@ -1822,7 +1822,7 @@ static void chart(struct bench *b, const struct timeline *tl, const char *title)
     panel_draw(&c, &p1, rate_s, 2, tl->n);
     panel_draw(&c, &p2, lat_s, 2, tl->n);
     panel_draw(&c, &p3, mem_s, b->nodes_n, tl->n);
-    text(&c, 110 + 960 / 2 - 12 * CHAR_W, 930, "seconds (shaded: measured)", C_BLACK);
+    text(&c, 110 + 940 / 2 - 12 * CHAR_W, 930, "seconds (shaded: measured)", C_BLACK);
     if (png_write(b->o.png, &c) != 0)
         fprintf(stderr, "bexbench: cannot write %s\n", b->o.png);
     free(c.px);
