@@ -133,8 +133,15 @@ static bool in_grant(const Bex__Grant *g, const char *field)
 static int check_keys(struct contract_ctx *c, const Bex__AccessReleaseArgs *a, const Bex__Grant *g,
                       const Bex__Resource *r, const Bex__Record *rec)
 {
-    if (a->n_keys == 0 || a->n_keys > CONTRACT_FIELDS_MAX)
-        return contract__fail(c, BEX_EINVAL, "a release carries 1 to %d keys", CONTRACT_FIELDS_MAX);
+    if (a->n_keys > CONTRACT_FIELDS_MAX)
+        return contract__fail(c, BEX_EINVAL, "a release carries at most %d keys", CONTRACT_FIELDS_MAX);
+    /* A release without keys only answers a record whose granted fields are all in clear. */
+    for (size_t i = 0; a->n_keys == 0 && i < g->n_fields; i++) {
+        const Bex__RecordField *f = record_field(rec, g->fields[i]);
+        const Bex__FieldDef *def = contract__field(r, g->fields[i]);
+        if (f && def && !def->sensitive && f->value_case == BEX__RECORD_FIELD__VALUE_SEALED)
+            return contract__fail(c, BEX_EINVAL, "a release carries the key of sealed field %s", g->fields[i]);
+    }
     for (size_t i = 0; i < a->n_keys; i++) {
         const Bex__FieldKey *k = a->keys[i];
         if (!in_grant(g, k->field))

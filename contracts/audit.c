@@ -16,13 +16,17 @@ struct audit_scan {
     Bex__AuditList *out;
 };
 
-/* The main key of an index key: "audit/e/" and its last 25 characters. */
+/*
+ * The main key of an index key: "audit/e/" and its last 25 characters. A
+ * scanned key is not NUL-terminated (a store hands out its own bytes), so
+ * the tail is copied by length.
+ */
 static int main_key(char *out, const char *key, size_t key_len)
 {
     const size_t tail = 16 + 1 + 8;
     if (key_len < tail)
         return -BEX_ECORRUPT;
-    return contract__key(out, "audit/e/%s", key + key_len - tail);
+    return contract__key(out, "audit/e/%.*s", (int)tail, key + key_len - tail);
 }
 
 static int list_cb(void *user, const char *key, size_t key_len, const uint8_t *val, size_t val_len)

@@ -533,6 +533,34 @@ void mempool_unmark(struct mempool *mp, uint64_t from_height)
     }
 }
 
+void mempool_mark(struct mempool *mp, const uint8_t id[MEMPOOL_ID_BYTES], uint64_t height)
+{
+    struct entry *e = entry_find(mp, id);
+
+    BEX_ASSERT(height > 0);
+    if (e != NULL && (e->tx.proposed_height == 0 || e->tx.proposed_height > height))
+        e->tx.proposed_height = height;
+}
+
+void mempool_unmark_below(struct mempool *mp, uint64_t height)
+{
+    for (struct entry *e = mp->oldest; e != NULL; e = e->a_next) {
+        if (e->tx.proposed_height != 0 && e->tx.proposed_height <= height)
+            e->tx.proposed_height = 0;
+    }
+}
+
+bool mempool_ready(const struct mempool *mp)
+{
+    for (size_t i = 0; i < mp->cfg.senders_max; i++) {
+        const struct sender *s = &mp->senders[i];
+
+        if (s->used && s->head != NULL && s->head->tx.nonce == s->last + 1)
+            return true;
+    }
+    return false;
+}
+
 /* ---- removal ---- */
 
 int mempool_commit(struct mempool *mp, const struct mempool_done *done, size_t count)

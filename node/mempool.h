@@ -149,6 +149,28 @@ size_t mempool_select(struct mempool *mp, const struct mempool_tx **out, size_t 
 void mempool_unmark(struct mempool *mp, uint64_t from_height);
 
 /*
+ * Marks the pending tx id (if any) as carried by a proposal at height, as
+ * mempool_select() does for its own batches: a backup marks the txs of the
+ * proposals it accepts, so that, should it become primary, it does not
+ * propose again what a block in flight already carries. A lower mark wins.
+ */
+void mempool_mark(struct mempool *mp, const uint8_t id[MEMPOOL_ID_BYTES], uint64_t height);
+
+/*
+ * Clears the marks at heights <= height. Called after block `height` is
+ * applied: its txs are gone from the pool, so a tx still marked at or below
+ * it was in a proposal that did not commit (replaced by a view change) and
+ * may be proposed again.
+ */
+void mempool_unmark_below(struct mempool *mp, uint64_t height);
+
+/*
+ * Whether some sender's next tx (nonce = committed last + 1) is pending:
+ * there is work a primary could propose. A tx behind a nonce gap is not.
+ */
+bool mempool_ready(const struct mempool *mp);
+
+/*
  * Applies a committed block, called after its state is committed (and for
  * every block applied through state transfer): removes its txs, then asks
  * the nonce callback for the last nonce of each sender named in done and

@@ -165,6 +165,7 @@ static void send_hello(struct node *n, uint32_t peer)
     h.chain_id = n->gen.chain_id;
     h.replica = n->self;
     h.height = ledger_height(n->ledger);
+    h.view = pbft_view(n->pbft);
     h.version = (char *)NODE_VERSION;
     env.kind_case = BEX__ENVELOPE__KIND_HELLO;
     env.hello = &h;
@@ -265,6 +266,9 @@ static int prop_validate(struct node *n, uint64_t *height, const uint8_t *bytes,
         rc = txcheck_tx_signed(n->txcheck, &res, p->txs[i].data, p->txs[i].len);
         if (rc != 0)
             snprintf(why, why_n, "tx %zu: %.100s", i, res.reason);
+        else
+            /* Should this replica become primary, it must not propose these again while they are in flight. */
+            mempool_mark(n->mempool, res.id, p->height);
     }
     bex__block_proposal__free_unpacked(p, NULL);
     return rc;
@@ -377,7 +381,6 @@ static void maybe_propose(struct node *n, uint64_t now_ms)
         LOG_W("node: propose h=%" PRIu64 ": %s", seq, bex_strerror(rc));
         goto unmark;
     }
-    n->proposed_height = seq;
     LOG_D("node: proposed h=%" PRIu64 " with %zu txs", seq, count);
     do_actions(n);
     goto done;
@@ -612,9 +615,12 @@ static void do_actions(struct node *n)
             LOG_I("consensus: view change to view %" PRIu64, a->view);
             break;
         case PBFT_ACT_NEW_VIEW:
+            /*
+             * Txs of proposals in flight stay marked: the NEW-VIEW may re-issue
+             * those proposals. A proposal the new view replaced releases its txs
+             * when its height is applied (mempool_unmark_below in after_apply).
+             */
             LOG_I("consensus: view %" PRIu64 " installed, primary %u", a->view, pbft_primary(n->pbft));
-            /* Our proposals of the old view above what committed may never commit: offer their txs again. */
-            mempool_unmark(n->mempool, pbft_committed_seq(n->pbft) + 1);
             log_context(n);
             break;
         case PBFT_ACT_PERSIST:
@@ -669,11 +675,11 @@ static void mempool_after_block(struct node *n, const uint8_t *proposal, size_t 
 static void after_apply(struct node *n, const struct ledger_applied *a, const uint8_t *proposal, size_t len)
 {
     n->committed_txs += a->out->receipt_count;
-    n->last_commit_ms = mono_ms(n);
     metrics_counter_add(n->m.committed_txs, 0, a->out->receipt_count);
     metrics_counter_inc(n->m.blocks, 0);
     metrics_gauge_set(n->m.height, 0, (double)a->height);
     mempool_after_block(n, proposal, len);
+    mempool_unmark_below(n->mempool, a->height);
     node_rpc_committed(n, a);
     node_release_block(n, a);
     log_context(n);
@@ -730,11 +736,9 @@ static void request_block(struct node *n, uint64_t from, uint32_t preferred)
 /* Applies queued commits in height order while their proposals are at hand. */
 static void apply_commits(struct node *n)
 {
-    static bool applying;
-
-    if (applying)
+    if (n->applying)
         return;
-    applying = true;
+    n->applying = true;
     while (n->commits_n > 0 && !n->store_failed) {
         struct node_commit *c = &n->commits[n->commits_head];
         struct node_proposal *p = NULL;
@@ -772,11 +776,11 @@ static void apply_commits(struct node *n)
             prop_drop(p);
         if ((rc = pbft_executed(n->pbft, h + 1, ledger_root(n->ledger), n->acts)) != 0)
             LOG_W("consensus: executed %" PRIu64 ": %s", h + 1, bex_strerror(rc));
-        applying = false;
+        n->applying = false;
         do_actions(n);
-        applying = true;
+        n->applying = true;
     }
-    applying = false;
+    n->applying = false;
 }
 
 /* ---------------------------------------------------------------- state transfer */
@@ -953,6 +957,7 @@ static void on_frame(uint32_t peer, const uint8_t *bytes, size_t len, void *ud)
             break;
         }
         n->peer_height[peer] = env->hello->height;
+        n->peer_view[peer] = env->hello->view;
         update_catchup(n);
         break;
     case BEX__ENVELOPE__KIND_TX: {
@@ -1085,18 +1090,40 @@ int node_next_nonce(struct node *n, uint64_t *next, uint64_t *last, const char *
 
 /* ---------------------------------------------------------------- tick */
 
+/*
+ * Whether f+1 peers (one of them honest) are in a view above ours: a replica
+ * restarted, or left out of a view change, then lets its request timer run,
+ * so that it asks for the view change and the others answer with their
+ * NEW-VIEW, instead of waiting in a view nobody uses any more.
+ */
+static bool behind_in_view(const struct node *n)
+{
+    uint32_t above = 0;
+
+    for (uint32_t i = 0; i < n->gen.nodes_n; i++) {
+        if (i != n->self && p2p_peer_up(&n->p2p, i) && n->peer_view[i] > pbft_view(n->pbft))
+            above++;
+    }
+    return above >= n->gen.f + 1;
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
     uint64_t now = mono_ms(n), wall = node_now_ms(n);
-    static uint64_t last_hello, sweeps;
     int rc;
 
     if (n->stopping)
         return;
-    if ((rc = pbft_tick(n->pbft, now, n->acts)) == 0)
+    pbft_set_pending(n->pbft, mempool_ready(n->mempool) || behind_in_view(n));
+    /*
+     * After a pause (SIGSTOP, a starved machine) the timer fires before the
+     * sockets are read: let the loop read what the peers sent first, or the
+     * request timer would start a view change the others never join.
+     */
+    if (now - n->last_tick_ms <= 5 * NODE_TICK_MS && (rc = pbft_tick(n->pbft, now, n->acts)) == 0)
         do_actions(n);
-    pbft_set_pending(n->pbft, mempool_count(n->mempool) > 0);
+    n->last_tick_ms = now;
     maybe_propose(n, wall);
     apply_commits(n);
     update_catchup(n);
@@ -1104,12 +1131,12 @@ static void on_tick(uv_timer_t *t)
         n->fetch_sent_ms = now;
         request_block(n, ledger_height(n->ledger) + 1, P2P_PEER_NONE);
     }
-    if (now - last_hello >= HELLO_EVERY_MS) {
-        last_hello = now;
+    if (now - n->last_hello_ms >= HELLO_EVERY_MS) {
+        n->last_hello_ms = now;
         send_hello(n, P2P_PEER_NONE);
         (void)mempool_evict_older_than(n->mempool, now, MEMPOOL_TTL_MS);
         prop_gc(n);
-        if (++sweeps % 5 == 0)
+        if (++n->sweeps % 5 == 0)
             node_release_sweep(n);
     }
     node_rpc_expire(n, now);

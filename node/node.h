@@ -45,7 +45,6 @@
 #define NODE_COMMITS_MAX (2 * PBFT_WINDOW_MAX)       /* committed, not yet applied */
 #define NODE_WAITERS_MAX 4096                        /* tx.wait calls */
 #define NODE_FETCH_BLOCKS_MAX 64                     /* blocks per BlockResponse */
-#define NODE_OWN_TXS_MAX 256                         /* release-service txs awaiting commit */
 
 struct node_proposal {
     bool used;
@@ -116,6 +115,8 @@ struct node {
     uint32_t commits_head, commits_n;
 
     uint64_t peer_height[P2P_PEERS_MAX];
+    uint64_t peer_view[P2P_PEERS_MAX]; /* from their HELLOs */
+    uint64_t last_tick_ms;
     uint64_t fetch_target;
     uint64_t fetch_sent_ms;
     uint32_t fetch_rr;
@@ -124,15 +125,13 @@ struct node {
     struct node_waiter waiters[NODE_WAITERS_MAX];
     uint32_t waiters_n;
 
-    uint64_t own_nonce;     /* last nonce the release service used */
     uint64_t committed_txs;
     uint64_t view_changes;
-    uint64_t last_commit_ms;
-    uint64_t proposed_height; /* highest height this node proposed */
-    uint64_t first_pending_ms;
-    uint64_t submit_ms[64];  /* ring of recent submit times, for the latency histogram */
     bool store_failed;
     char store_err[256];
+    bool applying;          /* inside apply_commits(): no re-entry */
+    uint64_t last_hello_ms; /* last HELLO broadcast (heights for catch-up) */
+    uint64_t sweeps;        /* HELLO rounds, every fifth sweeps the release service */
 };
 
 /* Starts a node from its config file; err says what is wrong on failure. */

@@ -218,15 +218,24 @@ static void answer_verify(struct node *n, uint64_t verify_id)
         goto done;
     if (strcmp(v->owner, n->agency->id) != 0 || v->status != BEX__VERIFY_STATUS__VERIFY_OPEN)
         goto done;
-    if (load_record(n, &rec, v->resource, v->record_key) == 0 && (f = record_field(rec, v->field)) != NULL &&
-        f->value_case == BEX__RECORD_FIELD__VALUE_SEALED) {
+    if (load_record(n, &rec, v->resource, v->record_key) == 0 && (f = record_field(rec, v->field)) != NULL) {
         struct sealing_ref ref = {v->resource, v->record_key.data, v->record_key.len, v->field};
 
         /* A claim that does not open (altered, or sealed for another field) is answered "no". */
-        if (sealing_claim_check(&match, &n->enc_sk, &ref, v->consumer, v->claim.data, v->claim.len,
-                                f->sealed->wrapped_key.data, f->sealed->wrapped_key.len, f->sealed->ciphertext.data,
-                                f->sealed->ciphertext.len) != 0)
-            match = false;
+        if (f->value_case == BEX__RECORD_FIELD__VALUE_SEALED) {
+            if (sealing_claim_check(&match, &n->enc_sk, &ref, v->consumer, v->claim.data, v->claim.len,
+                                    f->sealed->wrapped_key.data, f->sealed->wrapped_key.len,
+                                    f->sealed->ciphertext.data, f->sealed->ciphertext.len) != 0)
+                match = false;
+        } else if (f->value_case == BEX__RECORD_FIELD__VALUE_PLAINTEXT) {
+            uint8_t claim[SEALING_CLAIM_VALUE_BYTES_MAX];
+            size_t claim_len = 0, plain_len = strlen(f->plaintext);
+
+            if (sealing_claim_open(claim, sizeof claim, &claim_len, &n->enc_sk, &ref, v->consumer, v->claim.data,
+                                   v->claim.len) == 0)
+                match = claim_len == plain_len && crypto_memeq(claim, f->plaintext, plain_len);
+            crypto_wipe(claim, sizeof claim);
+        }
     }
     {
         Bex__VerifyAnswerArgs a = BEX__VERIFY_ANSWER_ARGS__INIT;

@@ -28,6 +28,7 @@
 #define NODES_MAX 16
 
 struct opts {
+    char *nodes_buf; /* the --node list, split in place into nodes[] */
     char *nodes[NODES_MAX];
     int nodes_n;
     const char *key, *agency;
@@ -126,6 +127,11 @@ static void parse(struct opts *o, int argc, char **argv)
         if (strcmp(a, "--node") == 0) {
             char *s = strdup(v), *save = NULL;
 
+            if (s == NULL)
+                die("out of memory");
+            free(o->nodes_buf);
+            o->nodes_buf = s;
+            o->nodes_n = 0;
             for (char *t = strtok_r(s, ",", &save); t && o->nodes_n < NODES_MAX; t = strtok_r(NULL, ",", &save))
                 o->nodes[o->nodes_n++] = t;
         } else if (strcmp(a, "--key") == 0) {
@@ -317,6 +323,7 @@ int main(int argc, char **argv)
         free(txs[i]);
     free(txs);
     free(last_id);
+    free(o.nodes_buf);
     crypto_wipe(&sk, sizeof sk);
     return rc != 0 || rejected > 0;
 }
