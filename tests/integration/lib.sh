@@ -34,10 +34,15 @@ BEXCTL=$it_build/bexctl
 BEXLOAD=$it_build/tests/tools/bexload
 RAWTCP=$it_build/tests/tools/rawtcp
 TXSIGN=$it_build/tests/tools/txsign
-# Sanitizer builds run 2-3 times slower: tests scale their counts with it_scale.
+# Sanitizer builds run 2-3 times slower (and start much slower): tests scale
+# their counts with it_scale, and it_wait's deadlines are tripled.
 IT_SAN=0
+IT_SLOW=1
 case $B in
-*san | *san/) IT_SAN=1 ;;
+*san | *san/)
+    IT_SAN=1
+    IT_SLOW=3
+    ;;
 esac
 IT_DIR=""
 IT_NET=""
@@ -113,9 +118,10 @@ it_alive() {
 }
 
 # it_wait SECONDS DESCRIPTION COMMAND...: runs COMMAND every 0.1 s until it
-# succeeds (returns 0) or SECONDS pass (prints the failure, returns 1).
+# succeeds (returns 0) or SECONDS (times IT_SLOW) pass (prints the failure,
+# returns 1).
 it_wait() {
-    _wt_deadline=$(($(it_now_ms) + $1 * 1000))
+    _wt_deadline=$(($(it_now_ms) + $1 * 1000 * IT_SLOW))
     _wt_desc=$2
     shift 2
     while :; do
