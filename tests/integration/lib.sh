@@ -388,6 +388,14 @@ it_show_tips() {
     done
 }
 
+# it_show_state: the consensus state of every node, for a failure report.
+it_show_state() {
+    for _k in $(it_all); do
+        echo "  node$_k: $(it_rpc_result "$(it_url "$_k")" status '{}' \
+            '"height \(.height) view \(.view) primary \(.primary) view_active \(.view_active) catching_up \(.catching_up) mempool \(.mempool_txs) peers \(.peers_connected)"' 2>&1 | head -c 200)"
+    done
+}
+
 # it_height_above K H: node K's height is above H.
 it_height_above() {
     _h=$(it_status "$1" height 2>/dev/null) || return 1

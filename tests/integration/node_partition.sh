@@ -27,7 +27,10 @@ cut_off() {
     t_stop=$(it_now_ms)
     it_signal "$1" STOP
     it_log "node$1 stopped at height $h_stop (view $(it_status "$2" view))"
-    it_wait 30 "the others commit 10 blocks without node$1" it_height_above "$2" $((h_stop + 10)) || exit 1
+    it_wait 30 "the others commit 10 blocks without node$1" it_height_above "$2" $((h_stop + 10)) || {
+        it_show_state
+        exit 1
+    }
     while [ $(($(it_now_ms) - t_stop)) -lt 3000 ]; do
         sleep 0.1
     done
@@ -37,7 +40,7 @@ cut_off() {
     t_cont=$(it_now_ms)
     it_reap "$IT_LOAD_PID" || it_fail "the load failed: $(cat "$IT_DIR/load.$1.out")"
     it_wait 40 "node$1 catches up" it_same_tip 0 1 2 3 || {
-        it_show_tips
+        it_show_state
         exit 1
     }
     it_log "node$1 caught up in $(($(it_now_ms) - t_cont)) ms after SIGCONT; load: $(tail -n 1 "$IT_DIR/load.$1.out")"
