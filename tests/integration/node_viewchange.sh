@@ -3,8 +3,11 @@
 # load; the other three change view and keep committing (the load finishes
 # on them); the killed node, restarted, catches up to the same height, state
 # root and block hash, and takes part again (a second load commits on all
-# four). Prints how long the view change took: from the kill to the first
-# block committed in a later view on the others.
+# four). Prints how long the view change took: from the kill to the proposal
+# time of the first block of the new view (block time, on the same clock),
+# and when the test saw a block certified in the new view (an upper bound:
+# the test polls through curl on a busy machine); and the catch-up time of
+# the restarted node.
 . "$(dirname "$0")/lib.sh"
 
 it_setup node_viewchange
