@@ -38,7 +38,7 @@ SIM_BIN := $(B)/tests/sim/sim
 SEEDS ?= 200
 
 .SECONDARY:
-.PHONY: all test sim demo bench soak fuzz lint clean deps help
+.PHONY: all test sim demo bench bench-scale soak fuzz lint clean deps help
 all: deps $(B)/bexd $(B)/bexctl
 
 help:
@@ -47,6 +47,7 @@ help:
 	@echo "make sim SEEDS=N  the consensus simulator, N seeds per configuration"
 	@echo "make demo       a 4-agency local network and the sharing scenarios"
 	@echo "make lint       boundary checks for consensus/ and contracts/"
+	@echo "make bench      throughput and latency of a 4-node testnet (make bench-scale: 4, 7, 10 nodes)"
 	@echo "make clean      remove build/"
 
 deps:
@@ -91,8 +92,31 @@ sim: deps $(SIM_BIN)
 demo: all
 	@B=$(B) ./testnet/demo-all.sh
 
+# ---- soak (scripts/soak.sh): the crash soak, SOAK_SECONDS long (default 600)
+SOAK_SECONDS ?= 600
+soak: all $(B)/tests/tools/soakload
+	@B=$(B) SOAK_SECONDS=$(SOAK_SECONDS) ./scripts/soak.sh
+# ---- end soak
+
 lint:
 	@./scripts/lint.sh
+
+# ---- bench (owner: scripts/bench.sh, docs/bench.md) ----
+# make bench: a fresh 4-node testnet per run, loaded by bexbench; micro prints
+# the bound of this machine. make bench-scale: the same for 4, 7 and 10 nodes.
+# Knobs (environment): BENCH_SECONDS, BENCH_WARMUP, BENCH_RATE, BENCH_RUNS,
+# BENCH_NODES, BENCH_OUT, BENCH_PERF; see scripts/bench.sh.
+BENCH_BIN := $(B)/tests/bench/micro $(B)/tests/tools/bexbench
+
+$(B)/tests/bench/micro: $(B)/tests/bench/micro.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
+bench: all $(BENCH_BIN)
+	@B=$(B) ./scripts/bench.sh
+
+bench-scale: all $(BENCH_BIN)
+	@B=$(B) ./scripts/bench.sh --scale
+# ---- end bench ----
 
 clean:
 	rm -rf build

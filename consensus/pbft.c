@@ -420,6 +420,8 @@ static int restore_prepared(struct pbft *p, const struct pbft_prepared *c)
     p->restore_phase = 3;
     if (c->seq <= p->stable.seq || c->seq > pbft__high(p))
         return -BEX_ELIMIT;
+    /* Like an own vote, an own certificate proves its view was installed. */
+    restore_view(p, c->view, true);
     /* A certificate of a later view than the votes restored so far outdates them. */
     e = pbft__entry_get(p, c->seq, c->view);
     if (!e->has_prepared || e->prepared.view < c->view) {

@@ -131,6 +131,11 @@ static int validate_new_view(const struct pbft *p, const struct pbft_new_view *n
             return -BEX_EINVAL;
         if (vc->stable.count > PBFT_QUORUM_MAX || vc->prepared_count > p->cfg.window)
             return -BEX_ELIMIT;
+        /* The NEW-VIEW digest hashes every certificate: their counts are checked first. */
+        for (uint32_t k = 0; k < vc->prepared_count; k++) {
+            if (vc->prepared[k].prepare_count > PBFT_QUORUM_MAX - 1)
+                return -BEX_ELIMIT;
+        }
         seen |= 1u << vc->replica;
     }
     for (uint32_t i = 0; i < nv->pre_prepare_count; i++) {

@@ -6,8 +6,6 @@
 #include "cli.h"
 
 #include <stdio.h>
-#include <stdbool.h>
-#include <stdlib.h>
 #include <string.h>
 
 static int help_run(struct cli_ctx *ctx, int argc, char **argv);
@@ -62,93 +60,25 @@ static int help_run(struct cli_ctx *ctx, int argc, char **argv)
     return CLI_EXIT_OK;
 }
 
-/*
- * Global options that no command uses for itself may also follow the
- * command ("bexctl status --node URL"): they are moved in front of it.
- * --key and --agency are not moved, because record publish and audit give
- * them a meaning of their own.
- */
-static char **hoist_globals(int argc, char **argv)
-{
-    static const char *const valued[] = {"--node", "--enc-key", "--passphrase-file", "--timeout"};
-    char **out = calloc((size_t)argc + 1, sizeof *out);
-    int n = 0, cmd = 1, k = 0;
-
-    if (out == NULL)
-        return argv;
-    /* Find the command: the first word after the leading global options. */
-    while (cmd < argc && strncmp(argv[cmd], "--", 2) == 0) {
-        bool takes = strcmp(argv[cmd], "--key") == 0 || strcmp(argv[cmd], "--agency") == 0;
-
-        for (size_t i = 0; i < BEX_ARRAY_LEN(valued); i++)
-            takes = takes || strcmp(argv[cmd], valued[i]) == 0;
-        cmd += takes ? 2 : 1;
-    }
-    out[n++] = argv[0];
-    for (int i = cmd + 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0)
-            break;
-        if (strcmp(argv[i], "--no-wait") == 0) {
-            out[n++] = argv[i];
-            continue;
-        }
-        for (k = 0; k < (int)BEX_ARRAY_LEN(valued); k++) {
-            if (strcmp(argv[i], valued[k]) == 0 && i + 1 < argc) {
-                out[n++] = argv[i];
-                out[n++] = argv[++i];
-                break;
-            }
-        }
-    }
-    for (int i = 1; i < argc && i <= cmd; i++) {
-        if (i < argc)
-            out[n++] = argv[i];
-    }
-    for (int i = cmd + 1; i < argc; i++) {
-        if (strcmp(argv[i], "--") == 0) {
-            while (i < argc)
-                out[n++] = argv[i++];
-            break;
-        }
-        if (strcmp(argv[i], "--no-wait") == 0)
-            continue;
-        for (k = 0; k < (int)BEX_ARRAY_LEN(valued); k++) {
-            if (strcmp(argv[i], valued[k]) == 0 && i + 1 < argc)
-                break;
-        }
-        if (k < (int)BEX_ARRAY_LEN(valued)) {
-            i++;
-            continue;
-        }
-        out[n++] = argv[i];
-    }
-    BEX_ASSERT(n == argc);
-    return out;
-}
-
 int main(int argc, char **argv)
 {
     const struct cli_command *cmd;
     struct cli_ctx ctx;
-    char **args = hoist_globals(argc, argv);
     int first, rc;
 
-    if ((rc = cli_globals_parse(&ctx, &first, argc, args)) != CLI_EXIT_OK)
-        goto done;
+    if ((rc = cli_globals_parse(&ctx, &first, argc, argv)) != CLI_EXIT_OK)
+        return rc;
     if (first >= argc) {
         usage(stderr);
-        rc = CLI_EXIT_USAGE;
-    } else if (cli_is_help(args[first])) {
-        usage(stdout);
-        rc = CLI_EXIT_OK;
-    } else if ((cmd = find(args[first])) == NULL) {
-        fprintf(stderr, "bexctl: unknown command '%s' (see 'bexctl --help')\n", args[first]);
-        rc = CLI_EXIT_USAGE;
-    } else {
-        rc = cmd->run(&ctx, argc - first, args + first);
+        return CLI_EXIT_USAGE;
     }
-done:
-    if (args != argv)
-        free(args);
-    return rc;
+    if (cli_is_help(argv[first])) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if ((cmd = find(argv[first])) == NULL) {
+        fprintf(stderr, "bexctl: unknown command '%s' (see 'bexctl --help')\n", argv[first]);
+        return CLI_EXIT_USAGE;
+    }
+    return cmd->run(&ctx, argc - first, argv + first);
 }

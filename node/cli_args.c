@@ -5,6 +5,7 @@
 #include "cli_internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -16,9 +17,10 @@ const char cli_globals_usage[] =
     "  --enc-key FILE         the agency's encryption keystore (records, access, verify)\n"
     "  --agency ID            the agency acting (default $BEX_AGENCY, else found by --key)\n"
     "  --passphrase-file FILE passphrase of the keystores (default $BEX_PASSPHRASE or asked)\n"
-    "  --json                 print one JSON document (also accepted after COMMAND)\n"
+    "  --json                 print one JSON document\n"
     "  --no-wait              return once the node accepts a transaction\n"
-    "  --timeout S            seconds to wait for a commit or an owner's answer (default 30)\n";
+    "  --timeout S            seconds to wait for a commit or an owner's answer (default 30)\n"
+    "All but --key and --agency may also follow COMMAND.\n";
 
 /*
  * Matches "--name VALUE" or "--name=VALUE" at argv[*i]. Returns 1 and sets
@@ -44,10 +46,15 @@ static int match_value(const char **value, int argc, char **argv, int *i, const 
     return 1;
 }
 
-static int globals_error(const char *fmt, const char *arg)
+static int globals_error(const char *fmt, ...) BEX_PRINTF(1, 2);
+
+static int globals_error(const char *fmt, ...)
 {
+    va_list ap;
     fputs("bexctl: ", stderr);
-    fprintf(stderr, fmt, arg);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fputs(" (see 'bexctl --help')\n", stderr);
     return CLI_EXIT_USAGE;
 }
@@ -96,7 +103,7 @@ int cli_globals_parse(struct cli_ctx *ctx, int *cmd_index, int argc, char **argv
             break;
         case 1:
             if (ctx->key_count == CLI_KEYS_MAX)
-                return globals_error("at most 16 --key files%s", "");
+                return globals_error("at most %d --key files", CLI_KEYS_MAX);
             ctx->keys[ctx->key_count++] = v;
             break;
         case 2:
@@ -119,6 +126,41 @@ int cli_globals_parse(struct cli_ctx *ctx, int *cmd_index, int argc, char **argv
     }
     *cmd_index = i;
     return CLI_EXIT_OK;
+}
+
+/*
+ * A global option after the command: --node, --enc-key, --passphrase-file
+ * and --timeout mean nothing else to any command, so they are taken here
+ * (--key and --agency are not: record publish and audit give them a
+ * meaning of their own). Returns 1 when argv[*i] was one, 0 when it is not,
+ * -1 after a usage error.
+ */
+static int trailing_global(struct cli_ctx *ctx, const struct cli_command *cmd, int argc, char **argv, int *i)
+{
+    const char **slots[] = {&ctx->node, &ctx->enc_key, &ctx->passphrase_file};
+    static const char *const names[] = {"--node", "--enc-key", "--passphrase-file"};
+    const char *v = NULL;
+    uint64_t sec;
+    int m;
+
+    for (size_t k = 0; k < BEX_ARRAY_LEN(names); k++) {
+        if ((m = match_value(&v, argc, argv, i, names[k])) == 0)
+            continue;
+        if (m < 0 || v[0] == '\0') {
+            cli_usage_error(cmd, "%s needs a non-empty value", names[k]);
+            return -1;
+        }
+        *slots[k] = v;
+        return 1;
+    }
+    if ((m = match_value(&v, argc, argv, i, "--timeout")) == 0)
+        return 0;
+    if (m < 0 || cli_parse_u64(&sec, v, 1, CLI_TIMEOUT_S_MAX) != 0) {
+        cli_usage_error(cmd, "--timeout takes whole seconds from 1 to %u", CLI_TIMEOUT_S_MAX);
+        return -1;
+    }
+    ctx->timeout_ms = (uint32_t)(sec * 1000);
+    return 1;
 }
 
 int cli_args_parse(struct cli_args *a, struct cli_ctx *ctx, const struct cli_command *cmd,
@@ -149,6 +191,15 @@ int cli_args_parse(struct cli_args *a, struct cli_ctx *ctx, const struct cli_com
             ctx->json = true;
             continue;
         }
+        if (strcmp(arg, "--no-wait") == 0) {
+            ctx->no_wait = true;
+            continue;
+        }
+        int g = trailing_global(ctx, cmd, argc, argv, &i);
+        if (g < 0)
+            return CLI_EXIT_USAGE;
+        if (g > 0)
+            continue;
         size_t k;
         int m = 0;
         const char *v = "";

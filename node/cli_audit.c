@@ -41,7 +41,6 @@ static int record_key_arg(const struct cli_ctx *ctx, json_t *args, const char *r
     uint8_t key[CLI_RECORD_KEY_BYTES_MAX];
     char who[CLI_ID_BYTES_MAX + 1], key_hex[2 * CLI_RECORD_KEY_BYTES_MAX + 1];
     size_t len;
-    bool have_enc = false;
     int rc;
 
     if (hex != NULL) {
@@ -56,11 +55,13 @@ static int record_key_arg(const struct cli_ctx *ctx, json_t *args, const char *r
         }
         memset(&sk, 0, sizeof(sk));
         rc = cli_get_resource(ctx, cli_audit.name, &r, resource);
-        if (rc == CLI_EXIT_OK && r->share_type != BEX__SHARE_TYPE__SHARE_UNCONDITIONAL &&
-            (rc = cli_enc_key(ctx, cli_audit.name, &sk, &pk)) == CLI_EXIT_OK)
-            have_enc = true;
-        if (rc == CLI_EXIT_OK && (rc = cli_whoami(ctx, cli_audit.name, who)) == CLI_EXIT_OK)
-            rc = cli_record_key(ctx, cli_audit.name, key, &len, r, who, have_enc ? &sk : NULL, text);
+        /* Keys of UNCONDITIONAL resources are on chain as they are: no identity needed. */
+        if (rc == CLI_EXIT_OK && r->share_type == BEX__SHARE_TYPE__SHARE_UNCONDITIONAL) {
+            rc = cli_record_key(ctx, cli_audit.name, key, &len, r, "", NULL, text);
+        } else if (rc == CLI_EXIT_OK && (rc = cli_enc_key(ctx, cli_audit.name, &sk, &pk)) == CLI_EXIT_OK &&
+                   (rc = cli_whoami(ctx, cli_audit.name, who)) == CLI_EXIT_OK) {
+            rc = cli_record_key(ctx, cli_audit.name, key, &len, r, who, &sk, text);
+        }
         crypto_wipe(&sk, sizeof(sk));
         contract_result_free((ProtobufCMessage *)r);
         crypto_close();

@@ -34,6 +34,7 @@
 #define CLI_PAGE_LIMIT 500u          /* items asked per page */
 #define CLI_PAGES_MAX 1000u          /* pages one list walks */
 #define CLI_BATCH_TXS 200u           /* transactions per tx.submit_batch */
+#define CLI_NONCE_ATTEMPTS 3         /* submissions of one write when its nonce is taken */
 #define CLI_LINE_BYTES_MAX (1u << 20) /* a line of a records file */
 #define CLI_FILE_BYTES_MAX (1u << 20) /* a resource JSON file */
 #define CLI_FIELDS_MAX 64            /* fields of one record (the contract's bound) */
@@ -76,7 +77,9 @@ struct cli_args {
 
 /*
  * Parses argv[first..] for cmd against opts (at most CLI_OPTS_MAX; at most
- * one CLI_OPT_MULTI). "--json" is accepted anywhere and sets ctx->json;
+ * one CLI_OPT_MULTI). The global options other than --key and --agency
+ * (--json, --no-wait, --timeout, --node, --enc-key, --passphrase-file) are
+ * accepted anywhere and set ctx;
  * "--help" prints cmd->usage to ctx->out; "--" ends the options. Returns
  * CLI_EXIT_OK or CLI_EXIT_USAGE.
  */
@@ -152,7 +155,8 @@ size_t cli_text_width(const char *s);
 
 /*
  * Prints the members of a JSON object as aligned "name: value" lines:
- * strings as they are (control characters as '?'), null as "-", arrays of
+ * strings as they are (control characters as '?'), empty strings and null
+ * as "-", arrays of
  * scalars comma-separated, other arrays and objects as compact JSON.
  * Returns 0 or -BEX_EIO.
  */
@@ -291,22 +295,20 @@ BEX_MUST_USE int cli_tx_build(const struct cli_signer *s, const char *cmd, uint8
 /*
  * Waits until tx id_hex is committed or ctx->timeout_ms passes, and sets
  * *receipt (tx.get's answer). A receipt with a failure code is still
- * CLI_EXIT_OK here: see cli_tx_outcome().
+ * CLI_EXIT_OK here: the caller reads its "code".
  */
 BEX_MUST_USE int cli_tx_wait(const struct cli_ctx *ctx, const char *cmd, json_t **receipt, const char *id_hex);
 
 /*
- * The whole write: nonce, sign, tx.submit and, unless ctx->no_wait, wait
- * for the commit. *receipt is NULL after --no-wait. A failed receipt
- * returns CLI_EXIT_REJECTED with the receipt set and the failure printed.
+ * The whole write: nonce, sign, tx.submit (again with a fresh nonce, up to
+ * CLI_NONCE_ATTEMPTS times, when a concurrent client of the same agency
+ * took it) and, unless ctx->no_wait, wait for the commit. *receipt is
+ * NULL after --no-wait. A failed receipt returns CLI_EXIT_REJECTED with
+ * the receipt set and the failure printed.
  */
 BEX_MUST_USE int cli_tx_send(const struct cli_ctx *ctx, const char *cmd, const struct cli_signer *s,
                              json_t **receipt, char id_hex[2 * CRYPTO_HASH_BYTES + 1], const char *contract,
                              const char *method, const ProtobufCMessage *args);
-
-/* Checks a receipt: CLI_EXIT_OK for code 0, else prints the failure
- * ("tx ID failed at height H: ECODE: message") and returns CLI_EXIT_REJECTED. */
-int cli_tx_outcome(const char *cmd, const json_t *receipt);
 
 /*
  * Decodes the receipt's "result" as the result message of its contract and
@@ -317,8 +319,8 @@ BEX_MUST_USE int cli_tx_result(ProtobufCMessage **out, const char *cmd, const js
 
 /*
  * Prints the outcome of a write that ended with rc (from cli_tx_send()):
- * with --no-wait "submitted tx ID"; else the tx id, height and the decoded
- * result as fields; with --json the receipt with the decoded result under
+ * with --no-wait "submitted tx ID"; else the tx id, height and the scalar
+ * members of the decoded result as fields; with --json the receipt with the decoded result under
  * "outcome" (also for a failed receipt). Returns rc, or CLI_EXIT_FAIL when
  * the output cannot be written.
  */

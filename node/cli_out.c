@@ -134,7 +134,7 @@ static char *scalar_text(const json_t *v)
     char buf[32];
     switch (json_typeof(v)) {
     case JSON_STRING:
-        return clean_copy(json_string_value(v));
+        return clean_copy(json_string_length(v) > 0 ? json_string_value(v) : "-");
     case JSON_INTEGER:
         snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         return strdup(buf);

@@ -10,6 +10,7 @@
 #include "sealing.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,9 +54,16 @@ void cli_record_line_close(struct cli_record_line *l)
     memset(l, 0, sizeof(*l));
 }
 
-static int line_err(struct cli_record_line *l, char *err, size_t err_len, int rc, const char *fmt, const char *arg)
+static int line_err(struct cli_record_line *l, char *err, size_t err_len, int rc, const char *fmt, ...)
+    BEX_PRINTF(5, 6);
+
+/* Says why a line is refused, releases what was parsed and returns rc. */
+static int line_err(struct cli_record_line *l, char *err, size_t err_len, int rc, const char *fmt, ...)
 {
-    snprintf(err, err_len, fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
     cli_record_line_close(l);
     return rc;
 }
@@ -68,23 +76,23 @@ int cli_record_line_parse(struct cli_record_line *l, const char *line, size_t le
 
     memset(l, 0, sizeof(*l));
     if (len > CLI_LINE_BYTES_MAX)
-        return line_err(l, err, err_len, -BEX_ELIMIT, "the line is longer than 1 MiB%s", "");
+        return line_err(l, err, err_len, -BEX_ELIMIT, "the line is longer than 1 MiB");
     l->doc = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
     if (l->doc == NULL)
         return line_err(l, err, err_len, -BEX_EINVAL, "not JSON: %s", jerr.text);
     if (!json_is_object(l->doc))
-        return line_err(l, err, err_len, -BEX_EINVAL, "a record is a JSON object%s", "");
+        return line_err(l, err, err_len, -BEX_EINVAL, "a record is a JSON object");
     json_object_foreach(l->doc, name, v)
     {
         if (strcmp(name, "key") == 0) {
             if (!json_is_string(v) || json_string_length(v) == 0)
-                return line_err(l, err, err_len, -BEX_EINVAL, "\"key\" is a non-empty string%s", "");
+                return line_err(l, err, err_len, -BEX_EINVAL, "\"key\" is a non-empty string");
             if (strlen(json_string_value(v)) != json_string_length(v))
-                return line_err(l, err, err_len, -BEX_EINVAL, "\"key\" holds a NUL character%s", "");
+                return line_err(l, err, err_len, -BEX_EINVAL, "\"key\" holds a NUL character");
             l->key = json_string_value(v);
         } else if (strcmp(name, "version") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 1)
-                return line_err(l, err, err_len, -BEX_EINVAL, "\"version\" is a positive integer%s", "");
+                return line_err(l, err, err_len, -BEX_EINVAL, "\"version\" is a positive integer");
             l->version = (uint64_t)json_integer_value(v);
         } else if (strcmp(name, "fields") != 0) {
             return line_err(l, err, err_len, -BEX_EINVAL, "unknown member \"%.64s\"", name);
@@ -92,11 +100,11 @@ int cli_record_line_parse(struct cli_record_line *l, const char *line, size_t le
     }
     json_t *fields = json_object_get(l->doc, "fields");
     if (l->key == NULL)
-        return line_err(l, err, err_len, -BEX_EINVAL, "a record needs a \"key\"%s", "");
+        return line_err(l, err, err_len, -BEX_EINVAL, "a record needs a \"key\"");
     if (!json_is_object(fields) || json_object_size(fields) == 0)
-        return line_err(l, err, err_len, -BEX_EINVAL, "a record needs a non-empty \"fields\" object%s", "");
+        return line_err(l, err, err_len, -BEX_EINVAL, "a record needs a non-empty \"fields\" object");
     if (json_object_size(fields) > CLI_FIELDS_MAX)
-        return line_err(l, err, err_len, -BEX_ELIMIT, "a record has at most 64 fields%s", "");
+        return line_err(l, err, err_len, -BEX_ELIMIT, "a record has at most %d fields", CLI_FIELDS_MAX);
     json_object_foreach(fields, name, v)
     {
         size_t i = l->n;
@@ -457,8 +465,11 @@ static int batch_flush(struct batch *b)
             continue;
         const char *reason = json_string_value(json_object_get(err, "reason"));
         const char *message = json_string_value(json_object_get(err, "message"));
-        batch_note(b, b->items[accepted].line, b->items[accepted].id, reason != NULL ? reason : "rejected",
-                   message != NULL ? message : "");
+        if (batch_note(b, b->items[accepted].line, b->items[accepted].id, reason != NULL ? reason : "rejected",
+                       message != NULL ? message : "") != CLI_EXIT_OK) {
+            json_decref(res);
+            return CLI_EXIT_FAIL;
+        }
         cli_error(cli_record.name, "stopping: the %zu records after line %zu are not published; publish them again",
                   b->n - accepted - 1, b->items[accepted].line);
         rc = CLI_EXIT_REJECTED;

@@ -9,6 +9,7 @@
  * genesis.json holds a complete network.
  */
 #include "cli.h"
+#include "cli_internal.h"
 #include "config.h"
 #include "crypto.h"
 #include "keystore.h"
@@ -55,7 +56,7 @@ static int run(struct cli_ctx *ctx, int argc, char **argv);
 const struct cli_command cli_testnet = {
     .name = "testnet",
     .summary = "generate keys, genesis and configs for a local network",
-    .usage = "usage: bexctl testnet init --dir DIR [--nodes N] [--base-port P] [--chain-id ID] [--force]\n"
+    .usage = "usage: bexctl testnet init --dir DIR [--nodes N] [--base-port P] [--chain-id ID] [--force] [--json]\n"
              "\n"
              "Lays out a network of N nodes on 127.0.0.1 in DIR, one agency per node:\n"
              "  genesis.json      the network: chain id, consensus parameters, agencies, nodes\n"
@@ -73,7 +74,8 @@ const struct cli_command cli_testnet = {
              "  --base-port P      node K listens on P+2K (p2p) and P+2K+1 (RPC); by default\n"
              "                     free ports are picked now\n"
              "  --chain-id ID      the chain id (default bex-testnet)\n"
-             "  --force            replace a network already in DIR, deleting its node data\n",
+             "  --force            replace a network already in DIR, deleting its node data\n"
+             "  --json             print the nodes, their addresses and the passphrase file as JSON\n",
     .run = run,
 };
 
@@ -120,45 +122,6 @@ struct testnet {
 static const char *const top_names[] = {"genesis.json", "agencies.txt", "passphrase", "agencies"};
 
 /* ---- small helpers ---- */
-
-/*
- * Matches "--name VALUE" or "--name=VALUE" at argv[*i]. Returns 1 and sets
- * *value (advancing *i past a separate value), 0 when argv[*i] is another
- * option, or -1 when the value is missing.
- */
-static int option(const char **value, int argc, char **argv, int *i, const char *name)
-{
-    const char *arg = argv[*i];
-    size_t n = strlen(name);
-
-    if (strncmp(arg, name, n) != 0)
-        return 0;
-    if (arg[n] == '=') {
-        *value = arg + n + 1;
-        return 1;
-    }
-    if (arg[n] != '\0')
-        return 0;
-    if (*i + 1 >= argc)
-        return -1;
-    *value = argv[++*i];
-    return 1;
-}
-
-static int parse_u32(uint32_t *out, const char *s, uint32_t min, uint32_t max)
-{
-    char *end;
-    unsigned long long v;
-
-    if (s[0] < '0' || s[0] > '9')
-        return -BEX_EINVAL;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v < min || v > max)
-        return -BEX_EINVAL;
-    *out = (uint32_t)v;
-    return 0;
-}
 
 /* Formats a path into out (CONFIG_PATH_MAX bytes). Returns 0 or -BEX_ELIMIT. */
 static int path_fmt(char *out, char *err, const char *fmt, ...) BEX_PRINTF(3, 4);
@@ -584,6 +547,8 @@ static int write_agency(struct testnet *t, uint32_t k)
     return write_keystore(path, &s->enc_sk, t->pass, t->err);
 }
 
+/* One line per agency in node order, "id<TAB>name<TAB>node index<TAB>RPC
+ * URL", and nothing else, so "sed -n 1p | cut -f4" is node 0's RPC. */
 static int write_agencies_txt(struct testnet *t)
 {
     char path[CONFIG_PATH_MAX];
@@ -598,9 +563,6 @@ static int write_agencies_txt(struct testnet *t)
         snprintf(t->err, sizeof(t->err), "out of memory");
         return -BEX_ENOMEM;
     }
-    fprintf(f, "# agency id<TAB>name<TAB>node index<TAB>RPC URL; keystores use scrypt 2^%d and the passphrase\n"
-               "# in the file passphrase\n",
-            TESTNET_SCRYPT_LOG2N);
     for (uint32_t k = 0; k < t->nodes_n; k++)
         fprintf(f, "%s\t%s\t%u\thttp://%s:%u\n", t->genesis.agencies[k].id, t->genesis.agencies[k].name, k,
                 TESTNET_HOST, (unsigned)t->rpc_port[k]);
@@ -655,16 +617,47 @@ fail:
     return rc;
 }
 
-static void print_summary(const struct testnet *t)
+static int print_text(const struct testnet *t, FILE *out)
 {
-    printf("%u-node network \"%s\" in %s\n", t->nodes_n, t->genesis.chain_id, t->dir);
+    fprintf(out, "%u-node network \"%s\" in %s\n", t->nodes_n, t->genesis.chain_id, t->dir);
     for (uint32_t k = 0; k < t->nodes_n; k++)
-        printf("  node%-3u %-14s p2p %s:%-5u  rpc http://%s:%u\n", k, t->genesis.agencies[k].id, TESTNET_HOST,
-               (unsigned)t->p2p_port[k], TESTNET_HOST, (unsigned)t->rpc_port[k]);
-    printf("keys: %s/nodeK/ (node), %s/agencies/ID/ (officers, threshold %d of %d; encryption)\n", t->dir, t->dir,
-           TESTNET_THRESHOLD, TESTNET_OFFICERS);
-    printf("every key opens with the passphrase in %s/passphrase (scrypt 2^%d: a testnet cost)\n", t->dir,
-           TESTNET_SCRYPT_LOG2N);
+        fprintf(out, "  node%-3u %-14s p2p %s:%-5u  rpc http://%s:%u\n", k, t->genesis.agencies[k].id,
+                TESTNET_HOST, (unsigned)t->p2p_port[k], TESTNET_HOST, (unsigned)t->rpc_port[k]);
+    fprintf(out, "keys: %s/nodeK/ (node), %s/agencies/ID/ (officers, threshold %d of %d; encryption)\n", t->dir,
+            t->dir, TESTNET_THRESHOLD, TESTNET_OFFICERS);
+    fprintf(out, "every key opens with the passphrase in %s/passphrase (scrypt 2^%d: a testnet cost)\n", t->dir,
+            TESTNET_SCRYPT_LOG2N);
+    return fflush(out) == 0 && !ferror(out) ? 0 : -BEX_EIO;
+}
+
+/* {"dir", "chain_id", "passphrase_file", "scrypt_log2_n", "nodes": [{"index",
+ * "agency", "name", "p2p", "rpc"}]}: what scripts need to drive the network. */
+static int print_json(const struct testnet *t, FILE *out)
+{
+    char pass_path[CONFIG_PATH_MAX], addr[64], url[64];
+    char err[TESTNET_ERR_BYTES];
+    json_t *nodes = json_array();
+    json_t *doc = NULL;
+    bool ok = nodes != NULL && path_fmt(pass_path, err, "%s/passphrase", t->dir) == 0;
+    int rc;
+
+    for (uint32_t k = 0; ok && k < t->nodes_n; k++) {
+        snprintf(addr, sizeof(addr), "%s:%u", TESTNET_HOST, (unsigned)t->p2p_port[k]);
+        snprintf(url, sizeof(url), "http://%s:%u", TESTNET_HOST, (unsigned)t->rpc_port[k]);
+        ok = json_array_append_new(nodes, json_pack("{s:I, s:s, s:s, s:s, s:s}", "index", (json_int_t)k, "agency",
+                                                     t->genesis.agencies[k].id, "name",
+                                                     t->genesis.agencies[k].name, "p2p", addr, "rpc", url)) == 0;
+    }
+    if (ok)
+        doc = json_pack("{s:s, s:s, s:s, s:i, s:O}", "dir", t->dir, "chain_id", t->genesis.chain_id,
+                        "passphrase_file", pass_path, "scrypt_log2_n", TESTNET_SCRYPT_LOG2N, "nodes", nodes);
+    rc = doc != NULL && json_dumpf(doc, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0 && fputc('\n', out) != EOF &&
+                 fflush(out) == 0
+             ? 0
+             : -BEX_EIO;
+    json_decref(doc);
+    json_decref(nodes);
+    return rc;
 }
 
 /* ---- the command ---- */
@@ -679,51 +672,54 @@ static void testnet_free(struct testnet *t)
     free(t);
 }
 
-static int parse_init(struct testnet *t, int argc, char **argv, bool *help)
+enum { OPT_DIR, OPT_NODES, OPT_BASE_PORT, OPT_CHAIN_ID, OPT_FORCE };
+
+static const struct cli_opt init_opts[] = {
+    [OPT_DIR] = {"--dir", CLI_OPT_VALUE},
+    [OPT_NODES] = {"--nodes", CLI_OPT_VALUE},
+    [OPT_BASE_PORT] = {"--base-port", CLI_OPT_VALUE},
+    [OPT_CHAIN_ID] = {"--chain-id", CLI_OPT_VALUE},
+    [OPT_FORCE] = {"--force", 0},
+};
+
+static int parse_init(struct testnet *t, bool *help, struct cli_ctx *ctx, int argc, char **argv)
 {
     const struct cli_command *cmd = &cli_testnet;
-    const char *nodes = NULL, *base = NULL;
+    struct cli_args a;
+    uint64_t v;
+    int status;
 
+    if ((status = cli_args_parse(&a, ctx, cmd, init_opts, BEX_ARRAY_LEN(init_opts), argc, argv, 1)) != CLI_EXIT_OK)
+        return status;
+    if ((*help = a.help))
+        return CLI_EXIT_OK;
+    if (a.npos > 0)
+        return cli_usage_error(cmd, "unexpected argument '%s'", a.pos[0]);
+    t->dir = a.val[OPT_DIR];
+    t->chain_id = a.val[OPT_CHAIN_ID] != NULL ? a.val[OPT_CHAIN_ID] : TESTNET_CHAIN_ID_DEFAULT;
+    t->force = a.val[OPT_FORCE] != NULL;
     t->nodes_n = TESTNET_NODES_DEFAULT;
-    t->chain_id = TESTNET_CHAIN_ID_DEFAULT;
-    for (int i = 1; i < argc; i++) {
-        int m;
-        if (cli_is_help(argv[i])) {
-            *help = true;
-            return CLI_EXIT_OK;
-        } else if ((m = option(&t->dir, argc, argv, &i, "--dir")) != 0) {
-            if (m < 0)
-                return cli_usage_error(cmd, "--dir needs a directory");
-        } else if ((m = option(&nodes, argc, argv, &i, "--nodes")) != 0) {
-            if (m < 0)
-                return cli_usage_error(cmd, "--nodes needs a number");
-        } else if ((m = option(&base, argc, argv, &i, "--base-port")) != 0) {
-            if (m < 0)
-                return cli_usage_error(cmd, "--base-port needs a port number");
-        } else if ((m = option(&t->chain_id, argc, argv, &i, "--chain-id")) != 0) {
-            if (m < 0)
-                return cli_usage_error(cmd, "--chain-id needs an id");
-        } else if (strcmp(argv[i], "--force") == 0) {
-            t->force = true;
-        } else {
-            return cli_usage_error(cmd, "unknown argument '%s'", argv[i]);
-        }
-    }
     if (t->dir == NULL || t->dir[0] == '\0')
         return cli_usage_error(cmd, "--dir DIR is required");
-    if (nodes != NULL && parse_u32(&t->nodes_n, nodes, GENESIS_NODES_MIN, GENESIS_NODES_MAX) != 0)
-        return cli_usage_error(cmd, "--nodes must be a whole number from %d to %d", GENESIS_NODES_MIN,
-                               GENESIS_NODES_MAX);
+    if (a.val[OPT_NODES] != NULL) {
+        if (cli_parse_u64(&v, a.val[OPT_NODES], GENESIS_NODES_MIN, GENESIS_NODES_MAX) != 0)
+            return cli_usage_error(cmd, "--nodes must be a whole number from %d to %d", GENESIS_NODES_MIN,
+                                   GENESIS_NODES_MAX);
+        t->nodes_n = (uint32_t)v;
+    }
     /* The highest port, base + 2N - 1, must exist too. */
-    if (base != NULL && parse_u32(&t->base_port, base, 1, 65536 - 2 * t->nodes_n) != 0)
-        return cli_usage_error(cmd, "--base-port must be a port from 1 to %u for %u nodes", 65536 - 2 * t->nodes_n,
-                               t->nodes_n);
+    if (a.val[OPT_BASE_PORT] != NULL) {
+        if (cli_parse_u64(&v, a.val[OPT_BASE_PORT], 1, 65536 - 2 * t->nodes_n) != 0)
+            return cli_usage_error(cmd, "--base-port must be a port from 1 to %u for %u nodes",
+                                   65536 - 2 * t->nodes_n, t->nodes_n);
+        t->base_port = (uint32_t)v;
+    }
     if (strlen(t->chain_id) > GENESIS_CHAIN_ID_MAX)
         return cli_usage_error(cmd, "--chain-id is longer than %d characters", GENESIS_CHAIN_ID_MAX);
     return CLI_EXIT_OK;
 }
 
-static int init_run(int argc, char **argv)
+static int init_run(struct cli_ctx *ctx, int argc, char **argv)
 {
     struct testnet *t;
     bool help = false;
@@ -735,11 +731,8 @@ static int init_run(int argc, char **argv)
         cli_error(cli_testnet.name, "out of memory");
         return CLI_EXIT_FAIL;
     }
-    if ((status = parse_init(t, argc, argv, &help)) != CLI_EXIT_OK || help) {
-        if (help)
-            fputs(cli_testnet.usage, stdout);
+    if ((status = parse_init(t, &help, ctx, argc, argv)) != CLI_EXIT_OK || help)
         goto done;
-    }
     if ((status = check_dir(t)) != CLI_EXIT_OK)
         goto done;
     status = CLI_EXIT_FAIL;
@@ -756,8 +749,12 @@ static int init_run(int argc, char **argv)
         status = CLI_EXIT_FAIL;
         goto done;
     }
-    print_summary(t);
-    status = fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    if ((ctx->json ? print_json(t, ctx->out) : print_text(t, ctx->out)) != 0) {
+        cli_error(cli_testnet.name, "the network is written, but its summary could not be printed");
+        status = CLI_EXIT_FAIL;
+        goto done;
+    }
+    status = CLI_EXIT_OK;
 done:
     testnet_free(t);
     if (crypto_up)
@@ -767,14 +764,13 @@ done:
 
 static int run(struct cli_ctx *ctx, int argc, char **argv)
 {
-    (void)ctx;
     if (argc < 2)
         return cli_usage_error(&cli_testnet, "expected a subcommand: init");
     if (cli_is_help(argv[1])) {
-        fputs(cli_testnet.usage, stdout);
+        fputs(cli_testnet.usage, ctx->out);
         return CLI_EXIT_OK;
     }
     if (strcmp(argv[1], "init") == 0)
-        return init_run(argc - 1, argv + 1);
+        return init_run(ctx, argc - 1, argv + 1);
     return cli_usage_error(&cli_testnet, "unknown subcommand '%s' (expected init)", argv[1]);
 }

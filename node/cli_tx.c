@@ -285,7 +285,9 @@ int cli_tx_wait(const struct cli_ctx *ctx, const char *cmd, json_t **receipt, co
     }
 }
 
-int cli_tx_outcome(const char *cmd, const json_t *receipt)
+/* Checks a receipt: CLI_EXIT_OK for code 0, else prints the failure
+ * ("tx ID failed at height H: ECODE: message") and returns CLI_EXIT_REJECTED. */
+static int tx_outcome(const char *cmd, const json_t *receipt)
 {
     char h[24];
     json_int_t code = json_integer_value(json_object_get(receipt, "code"));
@@ -325,38 +327,66 @@ int cli_tx_result(ProtobufCMessage **out, const char *cmd, const json_t *receipt
     return CLI_EXIT_OK;
 }
 
-int cli_tx_send(const struct cli_ctx *ctx, const char *cmd, const struct cli_signer *s, json_t **receipt,
-                char id_hex[2 * CRYPTO_HASH_BYTES + 1], const char *contract, const char *method,
-                const ProtobufCMessage *args)
+/*
+ * Signs contract.method with the sender's next nonce and submits it. On
+ * CLI_EXIT_OK id_hex names the accepted tx. *stale is set when the node
+ * refused the nonce: another client of the same agency took it meanwhile.
+ */
+static int submit_once(const struct cli_ctx *ctx, const char *cmd, const struct cli_signer *s,
+                       char id_hex[2 * CRYPTO_HASH_BYTES + 1], bool *stale, const char *contract, const char *method,
+                       const ProtobufCMessage *args)
 {
     uint8_t id[CRYPTO_HASH_BYTES];
     uint8_t *tx = NULL;
     char *hex = NULL;
     json_t *params = NULL, *res = NULL;
+    struct cli_rpc_err e;
     size_t tx_len;
     uint64_t nonce;
     int rc;
 
-    *receipt = NULL;
+    *stale = false;
     if ((rc = cli_next_nonce(ctx, cmd, &nonce, s->agency)) != CLI_EXIT_OK ||
         (rc = cli_tx_build(s, cmd, &tx, &tx_len, id, contract, method, args, nonce)) != CLI_EXIT_OK)
         return rc;
     BEX_ASSERT(crypto_hex_encode(id_hex, 2 * CRYPTO_HASH_BYTES + 1, id, sizeof(id)) == 0);
     if ((hex = malloc(2 * tx_len + 1)) == NULL || crypto_hex_encode(hex, 2 * tx_len + 1, tx, tx_len) != 0 ||
         (params = json_pack("{s:s}", "tx", hex)) == NULL) {
-        cli_error(cmd, "out of memory");
-        rc = CLI_EXIT_FAIL;
+        rc = cli_oom(cmd);
         goto done;
     }
-    if ((rc = cli_rpc(ctx, cmd, &res, "tx.submit", params, CLI_RPC_TIMEOUT_MS)) != CLI_EXIT_OK || ctx->no_wait)
-        goto done;
-    if ((rc = cli_tx_wait(ctx, cmd, receipt, id_hex)) == CLI_EXIT_OK)
-        rc = cli_tx_outcome(cmd, *receipt);
+    rc = cli_rpc_try(ctx, &res, &e, "tx.submit", params, CLI_RPC_TIMEOUT_MS);
+    if (rc != CLI_EXIT_OK) {
+        *stale = e.code == -32001 && strcmp(e.reason, "ENONCE") == 0;
+        if (!*stale)
+            cli_rpc_report(cmd, &e);
+    }
 done:
     json_decref(res);
     json_decref(params);
     free(hex);
     free(tx);
+    return rc;
+}
+
+int cli_tx_send(const struct cli_ctx *ctx, const char *cmd, const struct cli_signer *s, json_t **receipt,
+                char id_hex[2 * CRYPTO_HASH_BYTES + 1], const char *contract, const char *method,
+                const ProtobufCMessage *args)
+{
+    bool stale = true;
+    int rc = CLI_EXIT_REJECTED;
+
+    *receipt = NULL;
+    /* A nonce lost to a concurrent client of the same agency is worth a fresh one. */
+    for (int attempt = 0; stale && attempt < CLI_NONCE_ATTEMPTS; attempt++)
+        rc = submit_once(ctx, cmd, s, id_hex, &stale, contract, method, args);
+    if (stale)
+        cli_error(cmd, "tx rejected: the nonce of %s was taken %d times in a row (ENONCE)", s->agency,
+                  CLI_NONCE_ATTEMPTS);
+    if (rc != CLI_EXIT_OK || ctx->no_wait)
+        return rc;
+    if ((rc = cli_tx_wait(ctx, cmd, receipt, id_hex)) == CLI_EXIT_OK)
+        rc = tx_outcome(cmd, *receipt);
     return rc;
 }
 
@@ -369,6 +399,26 @@ static json_t *decoded_outcome(const char *cmd, const json_t *receipt)
         j = cli_msg_json(m);
     contract_result_free(m);
     return j;
+}
+
+/* Prints the scalar members of a result: a summary, not the whole message. */
+static int print_summary(FILE *f, const json_t *outcome)
+{
+    json_t *brief = json_object();
+    const char *key;
+    json_t *v;
+    int rc;
+
+    if (brief == NULL)
+        return -BEX_ENOMEM;
+    json_object_foreach((json_t *)outcome, key, v)
+    {
+        if (!json_is_object(v) && !json_is_array(v))
+            json_object_set(brief, key, v);
+    }
+    rc = cli_print_fields(f, brief);
+    json_decref(brief);
+    return rc;
 }
 
 int cli_tx_print(const struct cli_ctx *ctx, const char *cmd, int rc, json_t *receipt, const char *id)
@@ -395,7 +445,7 @@ int cli_tx_print(const struct cli_ctx *ctx, const char *cmd, int rc, json_t *rec
         } else if (rc == CLI_EXIT_OK) {
             fprintf(ctx->out, "tx %s committed at height %s\n", id, cli_json_text(h, sizeof(h), receipt, "height"));
             if (outcome != NULL)
-                out_rc = cli_print_fields(ctx->out, outcome);
+                out_rc = print_summary(ctx->out, outcome);
         }
     }
     json_decref(outcome);

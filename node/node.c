@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "bex.pb-c.h"
@@ -266,9 +267,6 @@ static int prop_validate(struct node *n, uint64_t *height, const uint8_t *bytes,
         rc = txcheck_tx_signed(n->txcheck, &res, p->txs[i].data, p->txs[i].len);
         if (rc != 0)
             snprintf(why, why_n, "tx %zu: %.100s", i, res.reason);
-        else
-            /* Should this replica become primary, it must not propose these again while they are in flight. */
-            mempool_mark(n->mempool, res.id, p->height);
     }
     bex__block_proposal__free_unpacked(p, NULL);
     return rc;
@@ -323,6 +321,40 @@ static void on_proposal(struct node *n, uint32_t peer, const Bex__BlockProposal 
     }
 }
 
+/*
+ * After a view change, before this replica proposes at seq: the txs of the
+ * proposals still in flight below seq (re-issued by the NEW-VIEW, or
+ * prepared and waiting for execution) must not be proposed a second time,
+ * so they are marked with their heights; proposals at or above seq are dead
+ * (the new view proposes afresh there) and their txs stay free.
+ */
+static void remark_in_flight(struct node *n, uint64_t seq)
+{
+    uint64_t h = ledger_height(n->ledger);
+
+    for (size_t i = 0; i < NODE_PROPOSALS_MAX; i++) {
+        struct node_proposal *pr = &n->props[i];
+        Bex__BlockProposal *bp;
+
+        if (!pr->used || pr->height <= h || pr->height >= seq)
+            continue;
+        bp = bex__block_proposal__unpack(NULL, pr->len, pr->bytes);
+        for (size_t k = 0; bp != NULL && k < bp->n_txs; k++) {
+            Bex__Tx *tx = bex__tx__unpack(NULL, bp->txs[k].len, bp->txs[k].data);
+            uint8_t id[CRYPTO_HASH_BYTES];
+
+            if (tx == NULL)
+                continue;
+            crypto_sha256(id, tx->body.data, tx->body.len);
+            mempool_mark(n->mempool, id, pr->height);
+            bex__tx__free_unpacked(tx, NULL);
+        }
+        if (bp != NULL)
+            bex__block_proposal__free_unpacked(bp, NULL);
+    }
+    n->remark = false;
+}
+
 /* The primary cuts one block when txs wait and the batch is full or old enough. */
 static void maybe_propose(struct node *n, uint64_t now_ms)
 {
@@ -343,6 +375,8 @@ static void maybe_propose(struct node *n, uint64_t now_ms)
         return;
     if (pbft_next_seq(n->pbft, &seq) != 0)
         return;
+    if (n->remark)
+        remark_in_flight(n, seq);
     txs = malloc(c->block_txs_max * sizeof *txs);
     bins = malloc(c->block_txs_max * sizeof *bins);
     if (txs == NULL || bins == NULL)
@@ -438,10 +472,16 @@ static size_t vote_key(uint8_t key[32], const struct pbft_msg *m)
 
 static void fatal_store(struct node *n, int rc, const char *what)
 {
-    char msg[200];
+    char msg[200], space[80] = "";
+    struct statvfs vfs;
 
     store_error(ledger_store(n->ledger), msg, sizeof msg);
-    snprintf(n->store_err, sizeof n->store_err, "%s: %s (%s)", what, bex_strerror(rc), msg);
+    /* LMDB reports a write the disk cut short as EIO: say when the disk is what ran out. */
+    if ((rc == -BEX_EIO || rc == -BEX_ENOSPC) && statvfs(n->cfg.data_dir, &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < (8u << 20))
+        snprintf(space, sizeof space, "; no space left on the device (%llu KiB free)",
+                 (unsigned long long)vfs.f_bavail * vfs.f_frsize / 1024);
+    snprintf(n->store_err, sizeof n->store_err, "%s: %s (%s)%s", what, bex_strerror(rc), msg, space);
     if (!n->store_failed)
         LOG_E("node: store refuses writes: %s; serving reads only until space is freed and the node restarted",
               n->store_err);
@@ -616,10 +656,12 @@ static void do_actions(struct node *n)
             break;
         case PBFT_ACT_NEW_VIEW:
             /*
-             * Txs of proposals in flight stay marked: the NEW-VIEW may re-issue
-             * those proposals. A proposal the new view replaced releases its txs
-             * when its height is applied (mempool_unmark_below in after_apply).
+             * Proposals of the old view above what executed may never commit:
+             * offer their txs again, except those the new view re-issued below
+             * the next seq (see remark_in_flight()).
              */
+            mempool_unmark(n->mempool, ledger_height(n->ledger) + 1);
+            n->remark = true;
             LOG_I("consensus: view %" PRIu64 " installed, primary %u", a->view, pbft_primary(n->pbft));
             log_context(n);
             break;
@@ -893,6 +935,18 @@ static void update_catchup(struct node *n)
     for (uint32_t i = 0; i < n->gen.nodes_n; i++) {
         if (i != n->self && p2p_peer_up(&n->p2p, i) && n->peer_height[i] > best)
             best = n->peer_height[i];
+    }
+    /*
+     * Far behind: fetch now. One block behind is normal in flight, but if it
+     * lasts (this replica sits in a view change the others did not join, or
+     * missed a commit), fetch that block too.
+     */
+    if (best <= h) {
+        n->behind_since_ms = 0;
+    } else if (n->behind_since_ms == 0) {
+        n->behind_since_ms = mono_ms(n);
+    } else if (mono_ms(n) - n->behind_since_ms >= 2 * FETCH_RETRY_MS && best > n->fetch_target) {
+        n->fetch_target = best;
     }
     if (best > n->fetch_target && best > h + 1)
         n->fetch_target = best;

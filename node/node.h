@@ -118,6 +118,7 @@ struct node {
     uint64_t peer_view[P2P_PEERS_MAX]; /* from their HELLOs */
     uint64_t last_tick_ms;
     uint64_t fetch_target;
+    uint64_t behind_since_ms; /* since when a peer reports a higher height, 0 if none */
     uint64_t fetch_sent_ms;
     uint32_t fetch_rr;
     bool catching_up;
@@ -130,6 +131,7 @@ struct node {
     bool store_failed;
     char store_err[256];
     bool applying;          /* inside apply_commits(): no re-entry */
+    bool remark;            /* a view changed: re-mark in-flight txs before proposing */
     uint64_t last_hello_ms; /* last HELLO broadcast (heights for catch-up) */
     uint64_t sweeps;        /* HELLO rounds, every fifth sweeps the release service */
 };

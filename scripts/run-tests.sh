@@ -8,6 +8,9 @@ pass=0
 fail=0
 failed=""
 log=$B/test-logs
+# A test that hangs fails instead of stalling the run (seconds per binary or script).
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-600}
+IT_TIMEOUT=${IT_TIMEOUT:-600}
 mkdir -p "$log"
 
 # A cmocka binary reports each test on a TAP line; a binary that dies before
@@ -15,7 +18,7 @@ mkdir -p "$log"
 for t in "$B"/tests/unit/*_test; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
-    CMOCKA_MESSAGE_OUTPUT=TAP "$t" >"$log/$name.log" 2>&1
+    CMOCKA_MESSAGE_OUTPUT=TAP timeout -k 10 "$UNIT_TIMEOUT" "$t" >"$log/$name.log" 2>&1
     rc=$?
     p=$(grep -c '^ok ' "$log/$name.log")
     f=$(grep -c '^not ok ' "$log/$name.log")
@@ -70,12 +73,12 @@ if [ -x "$B/tests/sim/sim" ]; then
     fi
 fi
 
-# lib.sh holds the helpers the tests source; it is not a test.
 for t in tests/integration/*.sh; do
     [ -f "$t" ] || continue
+    # Shared helpers, sourced by the tests, are not tests themselves.
+    case $(basename "$t") in lib.sh | *_lib.sh) continue ;; esac
     name=$(basename "$t" .sh)
-    [ "$name" != lib ] || continue
-    if B=$B sh "$t" >"$log/it-$name.log" 2>&1; then
+    if B=$B timeout -k 10 "$IT_TIMEOUT" sh "$t" >"$log/it-$name.log" 2>&1; then
         pass=$((pass + 1))
         echo "ok   integration/$name"
     else

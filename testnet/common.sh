@@ -53,7 +53,7 @@ tn_show() {
 tn_alive() {
     kill -0 "$1" 2>/dev/null || return 1
     [ -r "/proc/$1/cmdline" ] || return 0
-    [ -n "$(tr -d '\0' <"/proc/$1/cmdline" 2>/dev/null)" ]
+    [ -n "$(tr -d '\0' 2>/dev/null <"/proc/$1/cmdline")" ]
 }
 
 # Prints the pid of node K and succeeds when that node runs: its pid file
@@ -70,7 +70,7 @@ tn_node_pid() {
     [ "$_pid" -gt 1 ] || return 1
     tn_alive "$_pid" || return 1
     if [ -r "/proc/$_pid/cmdline" ]; then
-        _cmd=$(tr '\0' ' ' <"/proc/$_pid/cmdline")
+        _cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$_pid/cmdline")
         case $_cmd in
         *" $TESTNET_DIR/node$1/node.json"*) ;;
         *) return 1 ;;

@@ -162,14 +162,18 @@ while :; do
 done
 
 url0=$(tn_nodes | head -n 1 | cut -f 3)
+agency0=$(tn_nodes | head -n 1 | cut -f 2)
 run=$(tn_show "$TESTNET_DIR")
 bexctl=$(tn_show "$BEXCTL")
 echo "up.sh: $n nodes up:$state"
 echo "logs:      $run/nodeK/bexd.log"
-echo "keystores: $run/agencies/ID/officer1.key .. officer3.key (threshold 2), enc.key;"
-echo "           the passphrase of every key is in $run/passphrase (export BEX_PASSPHRASE=\$(cat $run/passphrase))"
-echo "agencies:  $run/agencies.txt (id, name, node, RPC URL); testnet/status.sh for the nodes"
+echo "keystores: $run/agencies/ID/officer1.key .. officer3.key (threshold 2) and enc.key;"
+echo "           every key opens with --passphrase-file $run/passphrase"
+echo "agencies:  $run/agencies.txt (id, name, node, RPC URL); testnet/status.sh shows the nodes"
 echo "try:"
-echo "  $bexctl status --node $url0"
-echo "  $bexctl agency list --node $url0"
-echo "  $bexctl catalog list --node $url0"
+echo "  $bexctl --node $url0 status"
+echo "  $bexctl --node $url0 agency list"
+echo "  $bexctl --node $url0 catalog list"
+echo "and to act as $agency0 (two officers sign):"
+printf '  %s --node %s --passphrase-file %s/passphrase \\\n' "$bexctl" "$url0" "$run"
+echo "      --key $run/agencies/$agency0/officer1.key --key $run/agencies/$agency0/officer2.key catalog register FILE.json"

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "bex.h"
 #include "cli.h"
 #include "config.h"
@@ -37,18 +39,21 @@ struct group {
 
 static struct group grp;
 
-/* Runs bexctl testnet with the given arguments, standard output and error
- * captured to files, and returns its exit status. */
+/* Runs "bexctl ARGS..." as bexctl's main does for the testnet command, with
+ * standard output and error captured to files, and returns its exit status. */
 static int run_cli(int argc, const char **argv)
 {
     char *args[24];
+    struct cli_ctx ctx;
     int saved_out, saved_err, fd_out, fd_err;
+    int first;
     int status;
 
-    assert_true(argc < (int)BEX_ARRAY_LEN(args));
+    assert_true(argc + 1 < (int)BEX_ARRAY_LEN(args));
+    args[0] = (char *)"bexctl";
     for (int i = 0; i < argc; i++)
-        args[i] = (char *)argv[i];
-    args[argc] = NULL;
+        args[i + 1] = (char *)argv[i];
+    args[argc + 1] = NULL;
     fflush(stdout);
     fflush(stderr);
     saved_out = dup(STDOUT_FILENO);
@@ -57,7 +62,12 @@ static int run_cli(int argc, const char **argv)
     fd_err = open(grp.errout, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     assert_true(saved_out >= 0 && saved_err >= 0 && fd_out >= 0 && fd_err >= 0);
     assert_true(dup2(fd_out, STDOUT_FILENO) >= 0 && dup2(fd_err, STDERR_FILENO) >= 0);
-    status = cli_testnet.run(NULL, argc, args);
+    status = cli_globals_parse(&ctx, &first, argc + 1, args);
+    if (status == CLI_EXIT_OK) {
+        assert_true(first < argc + 1);
+        assert_string_equal(args[first], "testnet");
+        status = cli_testnet.run(&ctx, argc + 1 - first, args + first);
+    }
     fflush(stdout);
     fflush(stderr);
     dup2(saved_out, STDOUT_FILENO);
@@ -204,6 +214,7 @@ static void cli_testnet_init_writes_a_network_that_loads(void **state)
     char path[512], line[512], err[512];
     uint16_t ports[2 * GENESIS_NODES_MAX];
     struct stat st;
+    size_t txt_at = 0;
     char *txt;
 
     assert_non_null(g);
@@ -282,12 +293,15 @@ static void cli_testnet_init_writes_a_network_that_loads(void **state)
         snprintf(path, sizeof(path), "%s/agencies/%s/enc.key", grp.net, ids[k]);
         check_keystore(path, pass, &a->enc_key);
 
-        snprintf(line, sizeof(line), "\n%s\t%s\t%u\thttp://127.0.0.1:%u\n", ids[k], names[k], k,
+        /* Line k of agencies.txt is node k's agency, nothing precedes it. */
+        snprintf(line, sizeof(line), "%s\t%s\t%u\thttp://127.0.0.1:%u\n", ids[k], names[k], k,
                  (unsigned)c->rpc.port);
-        if (strstr(txt, line) == NULL)
-            fail_msg("agencies.txt lacks node %u: %s", k, txt);
+        if (strncmp(txt + txt_at, line, strlen(line)) != 0)
+            fail_msg("agencies.txt line %u is not '%s': %s", k + 1, line, txt);
+        txt_at += strlen(line);
         config_node_close(c);
     }
+    assert_int_equal(txt[txt_at], '\0');
     for (uint32_t i = 0; i < 8; i++)
         for (uint32_t j = i + 1; j < 8; j++)
             assert_int_not_equal(ports[i], ports[j]);
@@ -396,6 +410,7 @@ static void cli_testnet_force_replaces_with_more_nodes(void **state)
     struct node_config c;
     char dir[160], path[256], base_arg[16], err[512];
     uint32_t base = free_port_run(10);
+    json_t *doc, *node;
     char *txt;
 
     assert_non_null(g);
@@ -422,9 +437,22 @@ static void cli_testnet_force_replaces_with_more_nodes(void **state)
 
     snprintf(base_arg, sizeof(base_arg), "%u", base);
     assert_int_equal(RUN("init", "--dir", dir, "--force", "--nodes", "5", "--base-port", base_arg, "--chain-id",
-                         "city-net.test"),
+                         "city-net.test", "--json"),
                      CLI_EXIT_OK);
-    captured_has(grp.out, "5-node network");
+    doc = json_load_file(grp.out, 0, NULL);
+    assert_non_null(doc);
+    assert_string_equal(json_string_value(json_object_get(doc, "chain_id")), "city-net.test");
+    assert_int_equal(json_integer_value(json_object_get(doc, "scrypt_log2_n")), 12);
+    snprintf(path, sizeof(path), "%s/passphrase", dir);
+    assert_string_equal(json_string_value(json_object_get(doc, "passphrase_file")), path);
+    assert_int_equal(json_array_size(json_object_get(doc, "nodes")), 5);
+    node = json_array_get(json_object_get(doc, "nodes"), 4);
+    assert_string_equal(json_string_value(json_object_get(node, "agency")), "city.agency4");
+    snprintf(path, sizeof(path), "127.0.0.1:%u", base + 8);
+    assert_string_equal(json_string_value(json_object_get(node, "p2p")), path);
+    snprintf(path, sizeof(path), "http://127.0.0.1:%u", base + 9);
+    assert_string_equal(json_string_value(json_object_get(node, "rpc")), path);
+    json_decref(doc);
     load_genesis(g, dir);
     assert_string_equal(g->chain_id, "city-net.test");
     assert_int_equal(g->nodes_n, 5);
@@ -472,7 +500,9 @@ static void cli_testnet_usage_errors_write_nothing(void **state)
     assert_int_equal(RUN("init", "--dir", dir, "--base-port", "65529"), CLI_EXIT_USAGE);
     assert_int_equal(RUN("init", "--dir", dir, "--base-port", "0"), CLI_EXIT_USAGE);
     assert_int_equal(RUN("init", "--dir", dir, "--bogus"), CLI_EXIT_USAGE);
-    captured_has(grp.errout, "unknown argument '--bogus'");
+    captured_has(grp.errout, "unknown option '--bogus'");
+    assert_int_equal(RUN("init", "--dir", dir, "extra"), CLI_EXIT_USAGE);
+    captured_has(grp.errout, "unexpected argument 'extra'");
     assert_int_equal(RUN("init", "--dir", dir, "--chain-id", "Not_Valid"), CLI_EXIT_USAGE);
     captured_has(grp.errout, "chain_id");
     assert_int_equal(RUN("frobnicate"), CLI_EXIT_USAGE);

@@ -3,23 +3,18 @@
 # view, and it fetches every block it missed, even when the network is idle.
 #   1. The primary is killed under load; the others change view; it is
 #      restarted with its data and catches up. It must then be in the
-#      others' view.
+#      others' view, and with another backup stopped the three left (it
+#      among them) must still commit.
 #   2. A backup is stopped (SIGTERM) while the network is idle; one block is
 #      committed without it; it is restarted. The network stays idle: it must
 #      still fetch that one block.
+# (A backup paused by SIGSTOP and resumed: node_partition.sh.)
 #
-# PENDING (main at 541b4ac):
-#  1. The restarted old primary logs "restored N persisted messages", catches
-#     up its ledger, then "view change to view 1" alone while the others are
-#     in view 2 (they had changed view twice) and stays there until the
-#     others change view again (status: node0 view 1, node1 view 2). The
-#     peers' views reach it in their hellos (peer_view) but it does not
-#     move to them.
-#  2. node/node.c update_catchup() sets a fetch target only when a peer is
-#     more than one block ahead ("best > h + 1"), so a node exactly one block
-#     behind waits for the next block to learn of the gap; in an idle network
-#     it stays one block behind for good (heights 56 against 57, seen in
-#     node_viewchange with a backup restarted after a load).
+# Before main's eec6995 and 0719d02: (1) the restarted old primary caught up
+# its ledger but then started a view change of its own to view 1 while the
+# others were in view 2, and stayed there until they changed view again;
+# (2) node.c update_catchup() set a fetch target only for a peer more than
+# one block ahead, so a node one block behind stayed there in an idle network.
 . "$(dirname "$0")/lib.sh"
 
 it_setup node_rejoin_view
@@ -43,6 +38,13 @@ it_wait 15 "the restarted node$p joins view $(it_status "$s" view)" same_view "$
     it_show_state
     it_log "node$p's log: $(grep -h consensus "$(it_logfile "$p")" | tail -3 | tr '\n' '|')"
 }
+q=$(((p + 2) % 4))
+it_stop "$q"
+t0=$(it_now_ms)
+it_load "$s" "$(it_scale 200)" --batch 100 --wait --timeout 20 >"$IT_DIR/live.out" 2>&1 ||
+    it_fail "with node$q stopped, the other three do not commit: $(tail -n 2 "$IT_DIR/live.out" | tr '\n' ' ')"
+it_log "with node$q stopped, $(it_scale 200) txs committed in $(($(it_now_ms) - t0)) ms (view $(it_status "$s" view))"
+it_start "$q"
 
 # ---- 2. one block missed, an idle network
 it_wait 20 "all four agree" it_same_tip 0 1 2 3 || exit 1
