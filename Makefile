@@ -47,7 +47,9 @@ help:
 	@echo "make sim SEEDS=N  the consensus simulator, N seeds per configuration"
 	@echo "make demo       a 4-agency local network and the sharing scenarios"
 	@echo "make lint       boundary checks for consensus/ and contracts/"
-	@echo "make bench      throughput and latency of a 4-node testnet (make bench-scale: 4, 7, 10 nodes)"
+	@echo "make bench      throughput and latency of a 4-node network (bench-scale: 4, 7, 10)"
+	@echo "make soak       crash soak: SIGKILL and restart nodes under load (SOAK_SECONDS)"
+	@echo "make fuzz       libFuzzer on every target (FUZZ_SECONDS, FUZZ_TARGETS)"
 	@echo "make clean      remove build/"
 
 deps:

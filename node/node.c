@@ -481,7 +481,7 @@ static void fatal_store(struct node *n, int rc, const char *what)
         (uint64_t)vfs.f_bavail * vfs.f_frsize < (8u << 20))
         snprintf(space, sizeof space, "; no space left on the device (%llu KiB free)",
                  (unsigned long long)vfs.f_bavail * vfs.f_frsize / 1024);
-    snprintf(n->store_err, sizeof n->store_err, "%s: %s (%s)%s", what, bex_strerror(rc), msg, space);
+    snprintf(n->store_err, sizeof n->store_err, "%.48s: %.32s (%.96s)%.64s", what, bex_strerror(rc), msg, space);
     if (!n->store_failed)
         LOG_E("node: store refuses writes: %s; serving reads only until space is freed and the node restarted",
               n->store_err);

@@ -138,6 +138,13 @@ run=$(cat "$SK_WORK/run.json")
 echo "soak: load: $run"
 [ "$load_rc" -eq 0 ] || sk_fail "soakload run exited with $load_rc"
 
+# Before any restart the nodes must already agree: a node left behind (or in
+# a view of its own) while reporting healthy would need a restart to repair.
+if ! sk_wait 30 sk_agree; then
+    sk_fail "the nodes do not agree 30s after the load (before the final restart):"
+    sk_states
+fi
+
 # Stop and restart every node; then all must agree and hold every acknowledged tx.
 k=0
 while [ "$k" -lt "$nodes" ]; do
@@ -193,7 +200,10 @@ stall_at=$(printf '%s\n' "$run" | sed -n 's/.*"longest_stall_end_s":\([0-9.]*\).
 lost=$(sk_field "$verify" lost)
 dups=$(sk_field "$verify" duplicate_entries)
 failed=$(sk_field "$run" failed_code)
-[ "${unconfirmed:-1}" -eq 0 ] || sk_fail "$unconfirmed signed txs were never confirmed although every node ran for the drain"
+if [ "${unconfirmed:-1}" -ne 0 ]; then
+    sk_fail "$unconfirmed signed txs were never confirmed by the node each agency used, although every node ran for the drain:"
+    printf '%s\n' "$run" | sed -n 's/.*"stuck":\[\([^]]*\)\].*/\1/p' | sed 's/},{/}\n{/g' | sed 's/^/  /'
+fi
 if [ "${failed:-1}" -ne 0 ]; then
     # Every tx of the load is valid when offered in nonce order: an error
     # code means the network executed a sender's txs out of order.

@@ -56,16 +56,25 @@ sk_cleanup() {
             *"$SK_WORK"*) kill -s KILL "$_p" 2>/dev/null ;;
             esac
         done <"$SK_WORK/helpers"
-        # Wait for the killed nodes to be gone before unmounting their data.
+        # Wait until the killed nodes have closed their files, then unmount.
         while read -r _p; do
             _n=0
-            while sk_ours "$_p" && [ "$_n" -lt 50 ]; do
+            while ! sk_exited "$_p" && [ "$_n" -lt 50 ]; do
                 sleep 0.1
                 _n=$((_n + 1))
             done
         done <"$SK_WORK/pids"
         while read -r _m; do
-            [ -n "$_m" ] && umount "$_m" 2>/dev/null
+            [ -n "$_m" ] || continue
+            _n=0
+            until umount "$_m" 2>/dev/null || [ "$_n" -ge 50 ]; do
+                sleep 0.1
+                _n=$((_n + 1))
+            done
+            if [ "$_n" -ge 50 ]; then
+                echo "cannot unmount $_m; detaching it" >&2
+                umount -l "$_m"
+            fi
         done <"$SK_WORK/mounts"
         if [ "${SK_KEEP:-0}" = 1 ]; then
             echo "kept $SK_WORK"
@@ -106,6 +115,14 @@ sk_now_ms() {
 sk_alive() {
     kill -0 "$1" 2>/dev/null || return 1
     [ -n "$(tr -d '\0' <"/proc/$1/cmdline" 2>/dev/null)" ]
+}
+
+# sk_exited PID: PID has exited and closed its files (it is gone or a
+# zombie; a process that is exiting may read an empty command line while it
+# still holds files open).
+sk_exited() {
+    kill -0 "$1" 2>/dev/null || return 0
+    [ "$(sed -n 's/^[0-9]* (.*) \([A-Z]\) .*/\1/p' "/proc/$1/stat" 2>/dev/null)" = Z ]
 }
 
 # sk_ours PID: PID runs and is a node of this network.
@@ -168,7 +185,7 @@ sk_signal() {
     _p=$(sk_pid "$1") || return 1
     kill -s "$2" "$_p" 2>/dev/null
     _n=0
-    while sk_alive "$_p"; do
+    while ! sk_exited "$_p"; do
         if [ "$_n" -ge $((${3:-10} * 10)) ]; then
             echo "node$1 (pid $_p) ignores SIG$2 for ${3:-10}s; sending SIGKILL"
             kill -s KILL "$_p" 2>/dev/null
@@ -215,6 +232,34 @@ sk_all_healthy() {
     _k=0
     while [ "$_k" -lt "$SK_NODES" ]; do
         [ "$(sk_health "$_k")" = 200 ] || return 1
+        _k=$((_k + 1))
+    done
+}
+
+# sk_agree: every node answers status with the same height and block hash.
+sk_agree() {
+    _first=""
+    _k=0
+    while [ "$_k" -lt "$SK_NODES" ]; do
+        _st=$(sk_rpc "$_k" status)
+        _hh="$(sk_field "$_st" height) $(sk_sfield "$_st" block_hash)"
+        [ -n "$(sk_field "$_st" height)" ] || return 1
+        [ "$_k" -eq 0 ] && _first=$_hh
+        [ "$_hh" = "$_first" ] || return 1
+        _k=$((_k + 1))
+    done
+}
+
+# sk_states: one line per node: height, view, primary, view_active,
+# catching_up, peers and health.
+sk_states() {
+    _k=0
+    while [ "$_k" -lt "$SK_NODES" ]; do
+        _st=$(sk_rpc "$_k" status)
+        echo "  node$_k: height $(sk_field "$_st" height) hash $(sk_sfield "$_st" block_hash | cut -c 1-12)" \
+            "view $(sk_field "$_st" view) primary $(sk_field "$_st" primary) view_active $(sk_field "$_st" view_active)" \
+            "catching_up $(sk_field "$_st" catching_up) peers $(sk_field "$_st" peers_connected)" \
+            "mempool $(sk_field "$_st" mempool_txs) health $(sk_health "$_k") $(sk_health_body "$_k")"
         _k=$((_k + 1))
     done
 }

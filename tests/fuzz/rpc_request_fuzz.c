@@ -40,6 +40,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -282,10 +283,28 @@ static int client_connect(void)
     sa.sin_family = AF_INET;
     sa.sin_port = htons(rpc_port(&S.rpc));
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    /* The kernel completes a loopback connect against the listen backlog. */
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        fuzz_fail("connect: %s", strerror(errno));
     FUZZ_CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
+    /*
+     * The kernel completes a loopback connect against the listen backlog,
+     * without the loop; a signal (libFuzzer's timer) must not cut it short,
+     * so it is non-blocking and waited for.
+     */
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int err = 0;
+        socklen_t err_len = sizeof(err);
+        if (errno != EINPROGRESS)
+            fuzz_fail("connect: %s", strerror(errno));
+        for (;;) {
+            int n = poll(&pfd, 1, 10000);
+            if (n == 1)
+                break;
+            if (n == 0 || errno != EINTR)
+                fuzz_fail("connect does not complete");
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0 || err != 0)
+            fuzz_fail("connect: %s", strerror(err));
+    }
     return fd;
 }
 

@@ -42,12 +42,19 @@ B=$B BEX_UP_TIMEOUT=60 "$root/testnet/up.sh" >"$dir/up.log" 2>&1 || {
     exit 1
 }
 
+# The first run also writes the signing cache and starts a command when its window opens.
 "$BEXBENCH" run --testnet "$TESTNET_DIR" --out "$dir/fixed.json" --png "$dir/fixed.png" --seconds 3 --warmup 1 \
-    --rate "$rate" --drain 30 --label smoke >"$dir/fixed.out" 2>&1 || fail "fixed-rate run: exit $?"
+    --rate "$rate" --drain 30 --label smoke --cache "$dir/txs.cache" \
+    --exec-at-window "echo \$BENCH_WINDOW_S >'$dir/window'" >"$dir/fixed.out" 2>&1 || fail "fixed-rate run: exit $?"
 cat "$dir/fixed.out"
+[ -s "$dir/txs.cache" ] || fail "no signing cache written"
+[ "$(cat "$dir/window" 2>/dev/null)" = 3 ] || fail "the window command did not run with BENCH_WINDOW_S=3"
+# The second run continues the chain: the cached txs carry used nonces, so it must sign anew.
 "$BEXBENCH" run --testnet "$TESTNET_DIR" --out "$dir/max.json" --seconds 3 --warmup 1 --rate 0 \
-    --presign-rate "$((rate * 10))" --inflight 400 --drain 30 >"$dir/max.out" 2>&1 || fail "as-fast-as-accepted run: exit $?"
+    --presign-rate "$((rate * 10))" --inflight 400 --drain 30 --cache "$dir/txs.cache" >"$dir/max.out" 2>&1 ||
+    fail "as-fast-as-accepted run: exit $?"
 cat "$dir/max.out"
+grep -q "does not fit this network" "$dir/max.out" || fail "a stale signing cache was used"
 
 for r in fixed max; do
     f=$dir/$r.json

@@ -77,7 +77,7 @@
 #define ERROR_BACKOFF_MS 50
 #define NS_PER_S 1000000000LL
 #define NS_PER_MS 1000000LL
-#define TXCHECK_LIMIT_BYTES ((uint64_t)1 << 20) /* a cached tx longer than this is a damaged file */
+#define CACHE_TX_BYTES_MAX ((uint64_t)1 << 20) /* a cached tx longer than this is a damaged file */
 
 /* Bits of btx.state. */
 #define TX_OFFERED 1u  /* offered at least once (submit_ns is set) */
@@ -665,7 +665,7 @@ static bool rd_tx(FILE *f, struct btx *t)
 {
     uint64_t len;
 
-    if (!rd_u64(f, &len) || len == 0 || len > TXCHECK_LIMIT_BYTES || !rd(f, t->id, sizeof t->id))
+    if (!rd_u64(f, &len) || len == 0 || len > CACHE_TX_BYTES_MAX || !rd(f, t->id, sizeof t->id))
         return false;
     t->bytes = malloc((size_t)len);
     t->len = (uint32_t)len;
@@ -1147,19 +1147,34 @@ static bool agreement(struct bench *b)
     return false;
 }
 
-/* Runs cmd through /bin/sh in the background (for a profiler over the window). */
+/*
+ * Runs cmd through /bin/sh in the background (for a profiler over the
+ * window), with BENCH_WINDOW_S set to the window's length. The environment
+ * is built before fork(): the child of a threaded process may only exec.
+ */
 static pid_t spawn(const char *cmd, long seconds)
 {
-    pid_t pid = fork();
+    extern char **environ;
+    char var[48], *argv[] = {(char *)"sh", (char *)"-c", (char *)cmd, NULL}, **envp;
+    size_t n = 0, k = 0;
+    pid_t pid;
 
+    while (environ[n] != NULL)
+        n++;
+    envp = xcalloc(n + 2, sizeof *envp);
+    snprintf(var, sizeof var, "BENCH_WINDOW_S=%ld", seconds);
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(environ[i], "BENCH_WINDOW_S=", 15) != 0)
+            envp[k++] = environ[i];
+    }
+    envp[k++] = var;
+    envp[k] = NULL;
+    pid = fork();
     if (pid == 0) {
-        char s[32];
-
-        snprintf(s, sizeof s, "%ld", seconds);
-        setenv("BENCH_WINDOW_S", s, 1);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        execve("/bin/sh", argv, envp);
         _exit(127);
     }
+    free(envp);
     return pid;
 }
 
@@ -1276,8 +1291,8 @@ static void run(struct bench *b)
 /* ---------------------------------------------------------------- the chart */
 
 /*
- * A small palette image and a PNG writer: zlib "stored" deflate blocks (no
- * compression), so the chart needs no library and works on a fresh machine.
+ * A small palette image and a PNG writer with its own minimal deflate, so
+ * the chart needs no library and works on a fresh machine.
  */
 enum { C_WHITE, C_BLACK, C_GRID, C_SHADE, C_GRAY, C_BLUE, C_RED, C_GREEN, C_ORANGE, C_PURPLE, C_TEAL, C_BROWN, C_N };
 
@@ -1510,14 +1525,110 @@ static int chunk(FILE *f, const char *type, const uint8_t *data, size_t len)
                : -1;
 }
 
-/* Writes c as an 8-bit palette PNG whose image data is zlib with stored blocks. */
+/*
+ * Deflate (RFC 1951) in one block of fixed Huffman codes, coding a run of a
+ * repeated byte as a match at distance 1 and every other byte as a literal.
+ * Charts are mostly runs of one colour, so this keeps them small with a few
+ * lines of code. Bits go out least significant first, Huffman codes most
+ * significant bit first.
+ */
+struct bitbuf {
+    uint8_t *p;
+    size_t len;
+    uint32_t acc;
+    int n;
+};
+
+static void put_bits(struct bitbuf *b, uint32_t v, int n)
+{
+    b->acc |= v << b->n;
+    b->n += n;
+    while (b->n >= 8) {
+        b->p[b->len++] = (uint8_t)b->acc;
+        b->acc >>= 8;
+        b->n -= 8;
+    }
+}
+
+static void put_code(struct bitbuf *b, uint32_t code, int n)
+{
+    uint32_t r = 0;
+
+    for (int i = 0; i < n; i++)
+        r |= ((code >> i) & 1u) << (n - 1 - i);
+    put_bits(b, r, n);
+}
+
+/* A literal/length symbol in the fixed code of RFC 1951 3.2.6. */
+static void put_sym(struct bitbuf *b, int sym)
+{
+    if (sym < 144)
+        put_code(b, 0x30u + (uint32_t)sym, 8);
+    else if (sym < 256)
+        put_code(b, 0x190u + (uint32_t)(sym - 144), 9);
+    else if (sym < 280)
+        put_code(b, (uint32_t)(sym - 256), 7);
+    else
+        put_code(b, 0xC0u + (uint32_t)(sym - 280), 8);
+}
+
+/* A match of len (3..258) bytes at distance 1. */
+static void put_run(struct bitbuf *b, int len)
+{
+    static const uint16_t base[29] = {3,  4,  5,  6,  7,  8,  9,  10, 11,  13,  15,  17,  19,  23, 27,
+                                      31, 35, 43, 51, 59, 67, 83, 99, 115, 131, 163, 195, 227, 258};
+    static const uint8_t extra[29] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
+                                      2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
+    int k = 28;
+
+    BEX_ASSERT(len >= 3);
+    BEX_ASSERT(len <= 258);
+    while (base[k] > len)
+        k--;
+    put_sym(b, 257 + k);
+    put_bits(b, (uint32_t)(len - base[k]), extra[k]);
+    put_code(b, 0, 5); /* distance code 0: distance 1 */
+}
+
+/* Writes the zlib stream of raw into out (room for raw_len * 9 / 8 + 16 bytes); returns its length. */
+static size_t zlib_runs(uint8_t *out, const uint8_t *raw, size_t raw_len)
+{
+    struct bitbuf b = {out, 0, 0, 0};
+    uint32_t a = 1, sum = 0;
+
+    out[b.len++] = 0x78; /* deflate, 32K window */
+    out[b.len++] = 0x01; /* (0x7801 is a multiple of 31) */
+    put_bits(&b, 1, 1);  /* BFINAL */
+    put_bits(&b, 1, 2);  /* BTYPE = fixed Huffman codes */
+    for (size_t i = 0; i < raw_len;) {
+        size_t run = 0;
+
+        while (i > 0 && i + run < raw_len && run < 258 && raw[i + run] == raw[i - 1])
+            run++;
+        if (run >= 3) {
+            put_run(&b, (int)run);
+            i += run;
+        } else {
+            put_sym(&b, raw[i++]);
+        }
+    }
+    put_sym(&b, 256); /* end of block */
+    if (b.n > 0)
+        put_bits(&b, 0, 8 - b.n);
+    for (size_t i = 0; i < raw_len; i++) {
+        a = (a + raw[i]) % 65521;
+        sum = (sum + a) % 65521;
+    }
+    put32(out + b.len, (sum << 16) | a);
+    return b.len + 4;
+}
+
+/* Writes c as an 8-bit palette PNG. */
 static int png_write(const char *path, const struct canvas *c)
 {
     static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    size_t raw_len = (size_t)c->h * ((size_t)c->w + 1), blocks = (raw_len + 65534) / 65535;
-    size_t z_len = 2 + raw_len + 5 * blocks + 4, off = 0;
-    uint8_t ihdr[13], plte[3 * C_N], *raw = malloc(raw_len), *z = malloc(z_len);
-    uint32_t a = 1, bsum = 0;
+    size_t raw_len = (size_t)c->h * ((size_t)c->w + 1), z_len;
+    uint8_t ihdr[13], plte[3 * C_N], *raw = malloc(raw_len), *z = malloc(raw_len / 8 * 9 + 64);
     FILE *f;
     int rc = -1;
 
@@ -1527,26 +1638,8 @@ static int png_write(const char *path, const struct canvas *c)
         raw[(size_t)y * ((size_t)c->w + 1)] = 0; /* filter: none */
         memcpy(raw + (size_t)y * ((size_t)c->w + 1) + 1, c->px + (size_t)y * (size_t)c->w, (size_t)c->w);
     }
-    z[off++] = 0x78; /* deflate, 32K window */
-    z[off++] = 0x01; /* (0x7801 is a multiple of 31) */
-    for (size_t i = 0; i < raw_len; i += 65535) {
-        size_t n = raw_len - i < 65535 ? raw_len - i : 65535;
-
-        z[off++] = i + n == raw_len ? 1 : 0; /* BFINAL, BTYPE = stored */
-        z[off++] = (uint8_t)n;
-        z[off++] = (uint8_t)(n >> 8);
-        z[off++] = (uint8_t)~n;
-        z[off++] = (uint8_t)(~n >> 8);
-        memcpy(z + off, raw + i, n);
-        off += n;
-    }
-    for (size_t i = 0; i < raw_len; i++) {
-        a = (a + raw[i]) % 65521;
-        bsum = (bsum + a) % 65521;
-    }
-    put32(z + off, (bsum << 16) | a);
-    off += 4;
-    BEX_ASSERT(off == z_len);
+    z_len = zlib_runs(z, raw, raw_len);
+    BEX_ASSERT(z_len <= raw_len / 8 * 9 + 64);
     put32(ihdr, (uint32_t)c->w);
     put32(ihdr + 4, (uint32_t)c->h);
     ihdr[8] = 8;  /* bit depth */
@@ -1807,8 +1900,11 @@ static void report(struct bench *b)
 
         for (size_t sec = 0; sec < b->samples_n; sec++)
             anon_peak = fmax(anon_peak, (double)b->samples[sec * b->nodes_n + k].anon_kib / 1024.0);
-        json_array_append_new(
-            jn, json_pack("{s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I}", "index",
+        json_t *nj = json_pack("{s:I, s:I, s:I}", "polls", (json_int_t)b->nodes[k].polls, "poll_errors",
+                               (json_int_t)b->nodes[k].poll_errors, "blocks_read", (json_int_t)b->nodes[k].blocks_read);
+
+        json_object_update_new(
+            nj, json_pack("{s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:I, s:I, s:I}", "index",
                           (json_int_t)b->nodes[k].index, "pid", (int)b->nodes[k].pid, "cpu_s", cpu, "cpu_util",
                           cpu / (double)o->seconds, "peak_rss_mib", (double)last->hwm_kib / 1024.0, "rss_start_mib",
                           (double)a->rss_kib / 1024.0, "rss_end_mib", (double)z->rss_kib / 1024.0,
@@ -1816,6 +1912,7 @@ static void report(struct bench *b)
                           (double)last->file_kib / 1024.0, "view_changes",
                           (json_int_t)vc, "view_changes_total", (json_int_t)last->st.view_changes, "committed_txs",
                           (json_int_t)last->st.committed_txs, "height", (json_int_t)last->st.height));
+        json_array_append_new(jn, nj);
     }
     timeline_build(b, &tl);
     jt = json_pack("{s:o, s:o, s:o, s:o}", "offered", jarray_of(tl.offered, tl.n), "committed",

@@ -24,7 +24,9 @@
  *   A tx that waits long is looked up: one executed with an error code
  *   (which does not use its nonce, e.g. ENONCE when proposed out of order)
  *   is acknowledged with that code, and its nonce signed anew (counted as
- *   failed_code and replaced). --trace prints each agency's state every tick.
+ *   failed_code and replaced). "stuck" in the JSON names, per agency that
+ *   still has unconfirmed txs, the first of them and the node last used.
+ *   --trace prints each agency's state every tick.
  *
  * soakload verify --testnet DIR [--acked FILE] [--node K] [--timeout S]
  *   Waits (up to S seconds, default 60) until every node answers and all
@@ -37,7 +39,6 @@
  *   (tx.get, spread over all nodes) names that height and position. Prints
  *   one JSON line; exits 1 on any disagreement, gap, loss or bad receipt.
  */
-#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -111,7 +112,6 @@ struct soak;
 /* One agency's load thread. */
 struct agent {
     struct soak *s;
-    int index;
     const char *id;
     int home;
     int cur; /* the node in use, -1 none */
@@ -126,7 +126,6 @@ struct agent {
     /* Counters; read by main after the thread ended. */
     uint64_t signed_n, acked, foreign, failed_code, failovers, resent, throttled, no_node_ticks;
     struct reason_count rejects[REASONS_MAX];
-    char fail[256];
     pthread_t thr;
 };
 
@@ -197,27 +196,20 @@ static void die(const char *fmt, ...)
 
 /*
  * Calls method on url. Returns 0 with *result set, 1 with *code set when the
- * node answered with a JSON-RPC error (*reason gets data.reason when given),
- * -1 when the node did not answer. params are consumed.
+ * node answered with a JSON-RPC error, -1 when the node did not answer.
+ * params are consumed.
  */
-static int call(json_t **result, int *code, char *reason, size_t reason_size, const char *url, const char *method,
-                json_t *params, uint32_t timeout_ms)
+static int call(json_t **result, int *code, const char *url, const char *method, json_t *params, uint32_t timeout_ms)
 {
     json_t *error = NULL;
     char err[HTTPC_ERR_BYTES];
     int rc = httpc_jsonrpc(result, &error, err, sizeof err, url, method, params, timeout_ms);
 
     json_decref(params);
-    if (reason_size > 0)
-        reason[0] = '\0';
     if (rc != 0)
         return -1;
     if (error != NULL) {
-        const char *r = json_string_value(json_object_get(json_object_get(error, "data"), "reason"));
-
         *code = (int)json_integer_value(json_object_get(error, "code"));
-        if (r != NULL && reason_size > 0)
-            snprintf(reason, reason_size, "%s", r);
         json_decref(error);
         return 1;
     }
@@ -230,7 +222,7 @@ static json_t *call_ok(const char *url, const char *method, json_t *params, uint
     json_t *r = NULL;
     int code;
 
-    return call(&r, &code, NULL, 0, url, method, params, timeout_ms) == 0 ? r : NULL;
+    return call(&r, &code, url, method, params, timeout_ms) == 0 ? r : NULL;
 }
 
 static bool healthy(const char *url)
@@ -368,7 +360,7 @@ static void field_name(char *buf, size_t size, int i)
  */
 static void slot_sign(struct agent *a, struct slot *sl)
 {
-    char names[FIELDS_MAX][12], title[64];
+    char names[FIELDS_MAX][16], title[64];
     int nf = a->s->fields_n;
 
     for (int i = 0; i < nf; i++)
@@ -519,7 +511,7 @@ static int slot_check(struct agent *a, struct slot *sl, const char *url)
 
     if (crypto_hex_encode(idhex, sizeof idhex, sl->id, 32) != 0)
         die("%s", "hex");
-    rc = call(&r, &code, NULL, 0, url, "tx.get", json_pack("{s:s}", "id", idhex), CALL_MS);
+    rc = call(&r, &code, url, "tx.get", json_pack("{s:s}", "id", idhex), CALL_MS);
     if (rc < 0)
         return -1;
     st = rc == 0 ? json_string_value(json_object_get(r, "status")) : NULL;
@@ -553,7 +545,7 @@ static int agent_confirm(struct agent *a, const char *url)
     uint64_t last;
     int code;
 
-    if (call(&r, &code, NULL, 0, url, "account.nonce", json_pack("{s:s}", "agency", a->id), CALL_MS) != 0)
+    if (call(&r, &code, url, "account.nonce", json_pack("{s:s}", "agency", a->id), CALL_MS) != 0)
         return -1;
     last = (uint64_t)json_integer_value(json_object_get(r, "last_committed"));
     json_decref(r);
@@ -565,7 +557,7 @@ static int agent_confirm(struct agent *a, const char *url)
 
         if (crypto_hex_encode(idhex, sizeof idhex, sl->id, 32) != 0)
             die("%s", "hex");
-        rc = call(&r, &code, NULL, 0, url, "tx.get", json_pack("{s:s}", "id", idhex), CALL_MS);
+        rc = call(&r, &code, url, "tx.get", json_pack("{s:s}", "id", idhex), CALL_MS);
         if (rc < 0)
             return -1;
         st = rc == 0 ? json_string_value(json_object_get(r, "status")) : NULL;
@@ -575,9 +567,8 @@ static int agent_confirm(struct agent *a, const char *url)
         } else {
             /* The nonce is used, but not by this tx: it is lost for good. */
             a->foreign++;
-            snprintf(a->fail, sizeof a->fail, "nonce %" PRIu64 " of %s is committed on %s, but tx %s is not",
-                     sl->nonce, a->id, url, idhex);
-            fprintf(stderr, "soakload: %s\n", a->fail);
+            fprintf(stderr, "soakload: nonce %" PRIu64 " of %s is committed on %s, but tx %s is not\n", sl->nonce,
+                    a->id, url, idhex);
         }
         json_decref(r);
         slot_drop(a);
@@ -624,7 +615,7 @@ static int agent_submit(struct agent *a, int node, const char *url)
             json_decref(arr);
             return 0;
         }
-        rc = call(&r, &code, NULL, 0, url, "tx.submit_batch", json_pack("{s:o}", "txs", arr), CALL_MS);
+        rc = call(&r, &code, url, "tx.submit_batch", json_pack("{s:o}", "txs", arr), CALL_MS);
         if (rc != 0) {
             json_decref(r);
             if (rc > 0)
@@ -789,7 +780,7 @@ static void print_run(struct soak *s)
 {
     uint64_t replaced = 0, signed_n = 0, acked = 0, foreign = 0, failed = 0, failovers = 0, resent = 0, throttled = 0,
              unconfirmed = 0, no_node = 0;
-    json_t *rej = json_object(), *out;
+    json_t *rej = json_object(), *stuck = json_array(), *out;
     char *txt;
 
     for (int i = 0; i < s->agents_n; i++) {
@@ -804,6 +795,15 @@ static void print_run(struct soak *s)
         resent += a->resent;
         throttled += a->throttled;
         unconfirmed += a->n;
+        if (a->n > 0) {
+            char idhex[ID_BYTES];
+
+            if (crypto_hex_encode(idhex, sizeof idhex, a->win[a->head].id, 32) != 0)
+                die("%s", "hex");
+            json_array_append_new(stuck, json_pack("{s:s, s:I, s:s, s:i, s:I}", "agency", a->id, "nonce",
+                                                   (json_int_t)a->win[a->head].nonce, "tx", idhex, "node", a->cur,
+                                                   "window", (json_int_t)a->n));
+        }
         no_node += a->no_node_ticks;
         for (int k = 0; k < REASONS_MAX && a->rejects[k].reason[0] != '\0'; k++) {
             json_t *v = json_object_get(rej, a->rejects[k].reason);
@@ -812,12 +812,12 @@ static void print_run(struct soak *s)
                                 json_integer((v ? json_integer_value(v) : 0) + (json_int_t)a->rejects[k].n));
         }
     }
-    out = json_pack("{s:i, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:f, s:f, s:I}", "agencies",
+    out = json_pack("{s:i, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:f, s:f, s:I}", "agencies",
                     s->agents_n, "seconds", s->load_end_s - s->t0, "rate", s->rate, "signed", (json_int_t)signed_n,
                     "acked", (json_int_t)acked, "unconfirmed", (json_int_t)unconfirmed, "foreign",
                     (json_int_t)foreign, "failed_code", (json_int_t)failed, "replaced", (json_int_t)replaced, "failovers", (json_int_t)failovers,
                     "resent", (json_int_t)resent, "throttled", (json_int_t)throttled, "no_node_ticks",
-                    (json_int_t)no_node, "rejects", rej, "longest_stall_s", s->longest_stall_s,
+                    (json_int_t)no_node, "rejects", rej, "stuck", stuck, "longest_stall_s", s->longest_stall_s,
                     "longest_stall_end_s", s->longest_stall_end_s, "height", (json_int_t)s->max_height);
     txt = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
     printf("%s\n", txt ? txt : "{}");
@@ -892,12 +892,17 @@ static int run(int argc, char **argv)
         char path[1024], err[256];
 
         a->s = &s;
-        a->index = i;
         a->id = s.net.agency[i];
         a->home = s.net.home[i];
         a->cur = -1;
         a->cap = s.window;
-        snprintf(a->resource, sizeof a->resource, "%s/soak", a->id);
+        {
+            /* The id and the resource both live in s: copy, as snprintf must not overlap. */
+            size_t idlen = strlen(a->id);
+
+            memcpy(a->resource, a->id, idlen);
+            memcpy(a->resource + idlen, "/soak", sizeof "/soak");
+        }
         snprintf(path, sizeof path, "%s/agencies/%s/officer1.key", dir, a->id);
         if (keystore_read(&a->sk, &pk, path, s.net.passphrase, err, sizeof err) != 0)
             die("%s", err);
