@@ -170,6 +170,36 @@ static int open_release(const char *cmd, json_t *fields, const Bex__Access *x, c
     return CLI_EXIT_OK;
 }
 
+/*
+ * Adds the granted fields that the record holds in clear (an UNCONDITIONAL
+ * resource may publish them so): the owner releases no key for them, so
+ * they are read from the record itself, the grant saying which.
+ */
+static int add_clear_fields(const struct cli_ctx *ctx, const char *cmd, json_t *fields, const Bex__Access *x,
+                            const Bex__Record *rec)
+{
+    Bex__IdArgs args = BEX__ID_ARGS__INIT;
+    Bex__Grant *g = NULL;
+    int rc;
+
+    args.id = x->grant_id;
+    if ((rc = cli_query_msg(ctx, cmd, NULL, (ProtobufCMessage **)&g, NULL, "grant", "get", &args.base)) !=
+        CLI_EXIT_OK)
+        return rc;
+    for (size_t i = 0; i < g->n_fields && rc == CLI_EXIT_OK; i++) {
+        const Bex__RecordField *f = record_field(rec, g->fields[i]);
+        if (f == NULL || f->value_case != BEX__RECORD_FIELD__VALUE_PLAINTEXT)
+            continue;
+        json_t *v = json_string(f->plaintext);
+        if (v == NULL)
+            v = json_string("(not UTF-8 text)");
+        if (v == NULL || json_object_set_new(fields, f->name, v) != 0)
+            rc = cli_oom(cmd);
+    }
+    contract_result_free(&g->base);
+    return rc;
+}
+
 static int print_release(const struct cli_ctx *ctx, const char *cmd, const Bex__Access *x, const char *key,
                          json_t *fields)
 {
@@ -262,7 +292,8 @@ static int deliver(const struct cli_ctx *ctx, const char *cmd, const Bex__Access
         return rc;
     if ((fields = json_object()) == NULL)
         rc = cli_oom(cmd);
-    else if ((rc = open_release(cmd, fields, x, rec, sk)) == CLI_EXIT_OK)
+    else if ((rc = open_release(cmd, fields, x, rec, sk)) == CLI_EXIT_OK &&
+             (rc = add_clear_fields(ctx, cmd, fields, x, rec)) == CLI_EXIT_OK)
         rc = print_release(ctx, cmd, x, key_text, fields);
     json_decref(fields);
     contract_result_free(&rec->base);

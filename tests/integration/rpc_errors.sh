@@ -5,8 +5,10 @@
 # half-sent request (closed after the request timeout), garbage instead of
 # HTTP, tampered signed transactions (every byte flipped in turn: all
 # rejected), a replayed one (ENONCE), a wrong chain, an unknown sender, a
-# foreign key, unknown ids, and tx.wait's timeout. The node keeps serving and
-# committing throughout, and counts the rejections in /metrics.
+# foreign key, unknown ids, tx.wait's timeout, a nonce far ahead (pending
+# without setting off view changes, committed once the gap is filled). The
+# node keeps serving and committing throughout, counts the rejections in
+# /metrics, and /health says 503 once it cannot reach a quorum.
 . "$(dirname "$0")/lib.sh"
 
 it_setup rpc_errors
@@ -183,8 +185,13 @@ set -- $("$TXSIGN" --key "$(it_key city.police)" --chain bex-testnet --sender $H
     --method withdraw --args "{\"id\": \"$H/beds\", \"reason\": \"x\"}")
 expect "another agency's key" "$(req tx.submit "{\"tx\":\"$2\"}")" '.error.code == -32001 and .error.data.reason == "ESIG"'
 
-# A nonce far ahead waits in the mempool: tx.get says pending, tx.wait times out.
-set -- $(it_sign $H 9 catalog withdraw "{\"id\": \"$H/beds\", \"reason\": \"x\"}")
+# A nonce far ahead waits in the mempool: tx.get says pending, tx.wait
+# times out, and since no primary can propose it, it must not set off view
+# changes (checked below, seconds later).
+set -- $(it_sign $H 9 catalog register "{\"resource\": {\"id\": \"$H/beds9\", \"title\": \"Beds\",
+    \"share_type\": \"SHARE_UNCONDITIONAL\", \"fields\": [{\"name\": \"free\", \"type\": \"FIELD_INT\"}]}}")
+gap_id=$1
+t_gap=$(it_now_ms)
 expect "a future nonce is accepted" "$(req tx.submit "{\"tx\":\"$2\"}")" ".result.id == \"$1\""
 expect "it is pending" "$(req tx.get "{\"id\":\"$1\"}")" '.result.status == "pending" and .result.nonce == 9'
 t0=$(it_now_ms)
@@ -209,6 +216,23 @@ it_log "half-sent requests: $(cat "$IT_DIR/half1.err" "$IT_DIR/half2.err" | tr '
 set -- $(it_sign $H 2 catalog withdraw "{\"id\": \"$H/beds\", \"reason\": \"closed\"}")
 expect "a tx after all that" "$(req tx.submit "{\"tx\":\"$2\"}")" ".result.id == \"$1\""
 expect "it commits" "$(req tx.wait "{\"id\":\"$1\"}")" '.result.code == 0'
+
+# The nonce-9 tx sits in the mempools for 3.5 s (three view timeouts and
+# more): no view change. Filling the gap commits it.
+while [ $(($(it_now_ms) - t_gap)) -lt 3500 ]; do
+    sleep 0.1
+done
+it_log "the nonce-9 tx has waited $(($(it_now_ms) - t_gap)) ms"
+for k in 0 1 2 3; do
+    it_eq "node$k: view changes with a nonce gap pending" "$(it_status "$k" view_changes)" 0
+done
+for n in 3 4 5 6 7 8; do
+    set -- $(it_sign $H $n catalog register "{\"resource\": {\"id\": \"$H/beds$n\", \"title\": \"Beds\",
+        \"share_type\": \"SHARE_UNCONDITIONAL\", \"fields\": [{\"name\": \"free\", \"type\": \"FIELD_INT\"}]}}")
+    expect "nonce $n" "$(req tx.submit "{\"tx\":\"$2\"}")" ".result.id == \"$1\""
+done
+expect "the nonce-9 tx commits once the gap is filled" "$(req tx.wait "{\"id\":\"$gap_id\"}")" \
+    '.result.code == 0 and .result.nonce == 9'
 m=$(curl -sS "$U/metrics")
 it_match "ESIG rejections counted" "$m" "^bex_rejected_txs_total\\{reason=\"ESIG\"\\} $((nsig + 2))\$"
 it_match "EDECODE rejections counted" "$m" "^bex_rejected_txs_total\\{reason=\"EDECODE\"\\} [1-9]"

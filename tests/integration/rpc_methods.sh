@@ -148,6 +148,18 @@ jt "access request committed" "$r" '.result | .code == 0 and .contract == "acces
     --purpose "plate check" >"$IT_DIR/verify.out" 2>&1 || it_fail "bexctl verify: $(cat "$IT_DIR/verify.out")"
 it_eq "bexctl verify" "$(cat "$IT_DIR/verify.out")" yes
 
+# ---- the records in clear: an access is released (no keys to wrap), a
+# verification compares the claim with the value
+"$BEXCTL" --node "$U1" --key "$(it_key $P)" --enc-key "$IT_NET/agencies/$P/enc.key" --timeout 20 access "$RES" AB-003 \
+    --purpose "read in clear" >"$IT_DIR/access.out" 2>&1 || it_fail "bexctl access to a record in clear: $(cat "$IT_DIR/access.out")"
+it_match "access to a record in clear" "$(cat "$IT_DIR/access.out")" "^owner: +Owner 3$"
+it_match "access to a record in clear: colour" "$(cat "$IT_DIR/access.out")" "^colour: +red$"
+for claim in red:yes blue:no; do
+    "$BEXCTL" --node "$U1" --key "$(it_key $P)" --timeout 20 verify "$RES" AB-003 colour "${claim%:*}" \
+        >"$IT_DIR/verify.out" 2>&1 || it_fail "bexctl verify in clear: $(cat "$IT_DIR/verify.out")"
+    it_eq "verify '${claim%:*}' against a field in clear" "$(cat "$IT_DIR/verify.out")" "${claim#*:}"
+done
+
 # ---- state.query: the list and get queries of every contract
 q() { # q CONTRACT QUERY ARGS-JSON: the state.query response from node1
     call "$U1" state.query "{\"contract\":\"$1\",\"query\":\"$2\",\"args\":$3}"
@@ -176,8 +188,9 @@ jt "record get" "$r" ".result | .key == \"$key2\" and .version == 2 and .owner =
 r=$(q record get "{\"resource\":\"$RES\",\"key\":\"$sealed\"}")
 jt "record get of a sealed record" "$r" '.result | .version == 1 and all(.fields[]; .sealed.ciphertext != null and .plaintext == null)'
 r=$(q access list "{\"consumer\":\"$P\"}")
-jt "access list" "$r" ".result.accesses | length == 1 and .[0].record_key == \"$sealed\" and .[0].purpose == \"stop 17\""
-aid=$(printf '%s' "$r" | jq .result.accesses[0].id)
+jt "access list" "$r" ".result.accesses | length == 2 and ([.[].record_key] | sort == ([\"$sealed\", \"$(hexkey AB-003)\"] | sort))"
+aid=$(printf '%s' "$r" | jq ".result.accesses[] | select(.record_key == \"$sealed\") | .id")
+jt "access list: the purpose" "$r" ".result.accesses[] | select(.id == $aid) | .purpose == \"stop 17\""
 # The owner's node answers the access by itself.
 access_closed() {
     r=$(q access get "{\"id\":$aid}")
@@ -187,22 +200,38 @@ it_wait 20 "the owner's node answers access $aid" access_closed || true
 jt "access get" "$r" ".result | .id == $aid and .consumer == \"$P\" and .owner == \"$T\" and .grant_id == $gid and
     .status == \"ACCESS_RELEASED\" and ([.keys[].field] | sort == [\"colour\", \"owner\"])"
 r=$(q verify list "{\"consumer\":\"$P\"}")
-jt "verify list" "$r" '.result | (.verifications // .items // .accesses) | length == 1'
-vid=$(printf '%s' "$r" | jq '.result | (.verifications // .items // .accesses)[0].id')
+jt "verify list" "$r" '.result.verifications | length == 3'
+vid=$(printf '%s' "$r" | jq ".result.verifications[] | select(.record_key == \"$sealed\") | .id")
 r=$(q verify get "{\"id\":$vid}")
 jt "verify get (answered yes)" "$r" ".result | .id == $vid and .field == \"colour\" and .status == \"VERIFY_ANSWERED\" and .match == true"
-# The whole trail, newest first, one entry per tx (filters by resource, key
-# and agency: rpc_audit_filters.sh.pending).
-r=$(q audit query '{}')
+# The whole trail, newest first, one entry per tx.
+r=$(q audit query '{"limit":500}')
 jt "audit query" "$r" '[.result.entries[].action] | .[-1] == "catalog.register" and index("grant.request") != null and
     index("access.request") != null and index("access.release") != null and index("record.publish") != null and
     index("verify.request") != null and index("verify.answer") != null'
 jt "audit entries are newest first" "$r" '[.result.entries[].height] | . == (sort | reverse)'
+printf '%s' "$r" >"$IT_DIR/trail.json"
 r=$(q audit query '{"limit":2}')
 jt "audit query, one page" "$r" '.result | (.entries | length == 2) and .next_cursor != ""'
 cursor=$(printf '%s' "$r" | jq -r .result.next_cursor)
 r=$(q audit query "{\"limit\":500,\"cursor\":\"$cursor\"}")
 jt "audit query, the next page" "$r" '.result | (.entries | length > 2) and .next_cursor == ""'
+# The filters by resource, by record key and by acting agency list exactly
+# the entries of the whole trail that match.
+# filtered ARGS SELECT: the tx ids state.query lists for ARGS = the trail's that SELECT keeps.
+filtered() {
+    got=$(q audit query "$1" | jq -r '[.result.entries[].tx_id] | join(" ")')
+    want=$(jq -r "[.result.entries[] | select($2) | .tx_id] | join(\" \")" "$IT_DIR/trail.json")
+    [ -n "$want" ] || it_fail "audit filter $1: nothing in the trail matches"
+    it_eq "audit query $1" "$got" "$want"
+}
+filtered "{\"resource\":\"$RES\"}" ".resource == \"$RES\""
+filtered "{\"resource\":\"$RES\",\"record_key\":\"$sealed\"}" ".resource == \"$RES\" and .record_key == \"$sealed\""
+filtered "{\"agency\":\"$P\"}" ".actor == \"$P\""
+filtered "{\"agency\":\"$T\"}" ".actor == \"$T\""
+"$BEXCTL" --node "$U1" --json audit --resource "$RES" --limit 500 >"$IT_DIR/cli.json" 2>&1 || it_fail "bexctl audit --resource"
+it_eq "bexctl audit --resource" "$(jq -r '[.entries[].tx_id] | join(" ")' "$IT_DIR/cli.json")" \
+    "$(jq -r "[.result.entries[] | select(.resource == \"$RES\") | .tx_id] | join(\" \")" "$IT_DIR/trail.json")"
 
 # ---- contract.list
 r=$(call "$U0" contract.list '{}')
