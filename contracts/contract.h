@@ -220,7 +220,11 @@ BEX_MUST_USE int exec_block_begin(struct exec *e, uint64_t height, uint64_t time
  * decode (BEX_EDECODE; a tx that does not decode gets the SHA-256 of its
  * bytes as id), chain id (BEX_ECHAIN), sender registered (BEX_EUNKNOWN),
  * every signer a key of the sender (BEX_EPERM), nonce = last + 1
- * (BEX_ENONCE); none of these consume the nonce. Then the nonce is
+ * (BEX_ENONCE for a nonce already used); none of these consume the nonce.
+ * A nonce beyond last + 1 is not a failure but a tx that came too early (a
+ * view change dropped the block holding its predecessors): it is deferred,
+ * with no receipt, audit entry or write, *code = EXEC_DEFERRED, and it may
+ * be proposed again once its predecessors commit. Then the nonce is
  * consumed, and contract and method (BEX_EUNKNOWN), an officer signature
  * unless the method is an owner service (BEX_EPERM), argument size
  * (BEX_ELIMIT), argument decoding without unknown fields (BEX_EDECODE) and
@@ -232,6 +236,7 @@ BEX_MUST_USE int exec_block_begin(struct exec *e, uint64_t height, uint64_t time
  * (BEX_ESTATE: no open block; BEX_ELIMIT: more than EXEC_BLOCK_TXS_MAX txs):
  * the block must then be aborted.
  */
+#define EXEC_DEFERRED (-1)
 BEX_MUST_USE int exec_tx(struct exec *e, int *code, const uint8_t *tx, size_t tx_len);
 
 /* Finishes the open block: sorts the write set and computes the root. */

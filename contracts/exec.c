@@ -54,6 +54,7 @@ struct txrun {
     char message[CONTRACT_MESSAGE_BYTES_MAX];
     bool audit; /* the sender is known: the tx leaves an audit entry */
     bool ran;   /* the method ran: ctx holds its subject */
+    bool deferred; /* nonce ahead of last + 1: no receipt, run it later */
 };
 
 static void *plain_alloc(void *data, size_t size)
@@ -454,6 +455,10 @@ static int check_nonce(struct exec *e, struct txrun *t)
     } else if (rc != -BEX_ENOTFOUND) {
         return rc;
     }
+    if (t->body->nonce > last + 1) {
+        t->deferred = true;
+        return 0;
+    }
     if (t->body->nonce != last + 1) {
         t->code = BEX_ENONCE;
         snprintf(t->message, sizeof(t->message), "nonce %llu, expected %llu", (unsigned long long)t->body->nonce,
@@ -717,7 +722,7 @@ static int run_tx(struct exec *e, struct txrun *t, const uint8_t *tx, size_t tx_
         return rc;
     c->signers = t->signers;
     c->signer_count = t->signer_count;
-    if ((rc = check_nonce(e, t)) != 0 || t->code)
+    if ((rc = check_nonce(e, t)) != 0 || t->code || t->deferred)
         return rc;
     return run_method(e, t);
 }
@@ -742,6 +747,12 @@ int exec_tx(struct exec *e, int *code, const uint8_t *tx, size_t tx_len)
     c->block = &e->block;
 
     int rc = run_tx(e, t, tx, tx_len);
+    if (rc == 0 && t->deferred) {
+        if (code)
+            *code = EXEC_DEFERRED;
+        contract__overlay_clear(&e->tx);
+        goto done;
+    }
     if (rc == 0 && t->code == 0)
         rc = commit_tx(e, t);
     contract__overlay_clear(&e->tx);
@@ -751,6 +762,7 @@ int exec_tx(struct exec *e, int *code, const uint8_t *tx, size_t tx_len)
         rc = write_receipt(e, t);
     if (rc == 0 && code)
         *code = t->code;
+done:
     contract__ctx_close(c);
     if (t->args)
         protobuf_c_message_free_unpacked(t->args, &e->alloc.pb);

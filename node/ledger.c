@@ -35,7 +35,7 @@ struct ledger {
     uint8_t root[LEDGER_HASH_BYTES];
     uint8_t hash[LEDGER_HASH_BYTES];
     struct ledger_applied applied;
-    struct vec receipts, writes, history, seen;
+    struct vec receipts, writes, history, seen, deferred;
 };
 
 static int vec_reserve(struct vec *v, size_t n, size_t elem)
@@ -453,6 +453,7 @@ void ledger_close(struct ledger *l)
     free(l->writes.p);
     free(l->history.p);
     free(l->seen.p);
+    free(l->deferred.p);
     free(l);
 }
 
@@ -483,14 +484,18 @@ static int already_committed(struct ledger *l, bool *dup, const uint8_t id[32], 
     return rc == -BEX_ENOTFOUND ? 0 : rc;
 }
 
-/* Runs every tx of the proposal through the executor, skipping committed ids. */
-static int run_txs(struct ledger *l, size_t *skipped, const Bex__BlockProposal *p)
+/*
+ * Runs every tx of the proposal through the executor, skipping committed
+ * ids; the ids of deferred txs (nonce ahead) go to l->deferred.
+ */
+static int run_txs(struct ledger *l, size_t *skipped, size_t *deferred, const Bex__BlockProposal *p)
 {
     size_t seen_n = 0;
     int rc;
 
     *skipped = 0;
-    if ((rc = vec_reserve(&l->seen, p->n_txs, 32)) != 0)
+    *deferred = 0;
+    if ((rc = vec_reserve(&l->seen, p->n_txs, 32)) != 0 || (rc = vec_reserve(&l->deferred, p->n_txs, 32)) != 0)
         return rc;
     for (size_t i = 0; i < p->n_txs; i++) {
         Bex__Tx *tx = bex__tx__unpack(NULL, p->txs[i].len, p->txs[i].data);
@@ -518,9 +523,12 @@ static int run_txs(struct ledger *l, size_t *skipped, const Bex__BlockProposal *
             (*skipped)++;
             continue;
         }
-        memcpy((uint8_t(*)[32])l->seen.p + seen_n++, id, 32);
         if ((rc = exec_tx(l->exec, &code, p->txs[i].data, p->txs[i].len)) != 0)
             return rc;
+        if (code == EXEC_DEFERRED)
+            memcpy((uint8_t(*)[32])l->deferred.p + (*deferred)++, id, 32);
+        else
+            memcpy((uint8_t(*)[32])l->seen.p + seen_n++, id, 32);
     }
     return 0;
 }
@@ -533,7 +541,7 @@ int ledger_apply(struct ledger *l, const struct ledger_applied **res, uint64_t h
     Bex__BlockProposal *p = NULL;
     const struct exec_output *o;
     uint8_t *record = NULL, hash[LEDGER_HASH_BYTES], check[LEDGER_HASH_BYTES];
-    size_t record_len = 0, skipped = 0;
+    size_t record_len = 0, skipped = 0, deferred = 0;
     uint64_t time_ms = l->time_ms;
     int rc;
 
@@ -558,7 +566,7 @@ int ledger_apply(struct ledger *l, const struct ledger_applied **res, uint64_t h
     }
     if ((rc = exec_block_begin(l->exec, height, time_ms, l->root)) != 0)
         goto fail;
-    if (p != NULL && (rc = run_txs(l, &skipped, p)) != 0)
+    if (p != NULL && (rc = run_txs(l, &skipped, &deferred, p)) != 0)
         goto fail_exec;
     if ((rc = exec_block_end(l->exec, &o)) != 0)
         goto fail_exec;
@@ -573,7 +581,8 @@ int ledger_apply(struct ledger *l, const struct ledger_applied **res, uint64_t h
     l->time_ms = o->time_ms;
     memcpy(l->root, o->state_root, LEDGER_HASH_BYTES);
     memcpy(l->hash, hash, LEDGER_HASH_BYTES);
-    l->applied = (struct ledger_applied){.height = height, .time_ms = o->time_ms, .out = o, .skipped = skipped};
+    l->applied = (struct ledger_applied){.height = height, .time_ms = o->time_ms, .out = o, .skipped = skipped,
+                                         .deferred = l->deferred.p, .deferred_count = deferred};
     memcpy(l->applied.hash, hash, LEDGER_HASH_BYTES);
     memcpy(l->applied.state_root, o->state_root, LEDGER_HASH_BYTES);
     *res = &l->applied;

@@ -52,6 +52,8 @@ struct ledger_applied {
     uint8_t state_root[LEDGER_HASH_BYTES];
     const struct exec_output *out; /* receipts, events, writes of the block */
     size_t skipped;                /* txs skipped as already committed */
+    const uint8_t (*deferred)[LEDGER_HASH_BYTES]; /* ids of txs deferred: nonce ahead */
+    size_t deferred_count;         /* they stay pending, with no receipt */
 };
 
 /*

@@ -677,7 +677,19 @@ static void do_actions(struct node *n)
 
 /* ---------------------------------------------------------------- applying blocks */
 
-static void mempool_after_block(struct node *n, const uint8_t *proposal, size_t len)
+static bool is_deferred(const struct ledger_applied *a, const uint8_t id[32])
+{
+    for (size_t i = 0; i < a->deferred_count; i++)
+        if (memcmp(a->deferred[i], id, 32) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * Drops the block's txs from the pool, but for those the executor deferred
+ * (their nonce came too early): they stay pending, to be proposed again.
+ */
+static void mempool_after_block(struct node *n, const struct ledger_applied *a, const uint8_t *proposal, size_t len)
 {
     Bex__BlockProposal *p;
     struct mempool_done *done;
@@ -691,17 +703,22 @@ static void mempool_after_block(struct node *n, const uint8_t *proposal, size_t 
     done = calloc(p->n_txs ? p->n_txs : 1, sizeof *done);
     bodies = calloc(p->n_txs ? p->n_txs : 1, sizeof *bodies);
     if (done != NULL && bodies != NULL) {
+        size_t count = 0;
+
         for (size_t i = 0; i < p->n_txs; i++) {
             Bex__Tx *tx = bex__tx__unpack(NULL, p->txs[i].len, p->txs[i].data);
 
             if (tx == NULL)
                 continue;
-            crypto_sha256(done[i].id, tx->body.data, tx->body.len);
-            bodies[i] = bex__tx_body__unpack(NULL, tx->body.len, tx->body.data);
-            done[i].sender = bodies[i] ? bodies[i]->sender : NULL;
+            crypto_sha256(done[count].id, tx->body.data, tx->body.len);
+            if (!is_deferred(a, done[count].id)) {
+                bodies[count] = bex__tx_body__unpack(NULL, tx->body.len, tx->body.data);
+                done[count].sender = bodies[count] ? bodies[count]->sender : NULL;
+                count++;
+            }
             bex__tx__free_unpacked(tx, NULL);
         }
-        if (mempool_commit(n->mempool, done, p->n_txs) != 0)
+        if (mempool_commit(n->mempool, done, count) != 0)
             LOG_W("mempool: cannot refresh nonces after a block");
         for (size_t i = 0; i < p->n_txs; i++) {
             if (bodies[i] != NULL)
@@ -720,7 +737,9 @@ static void after_apply(struct node *n, const struct ledger_applied *a, const ui
     metrics_counter_add(n->m.committed_txs, 0, a->out->receipt_count);
     metrics_counter_inc(n->m.blocks, 0);
     metrics_gauge_set(n->m.height, 0, (double)a->height);
-    mempool_after_block(n, proposal, len);
+    mempool_after_block(n, a, proposal, len);
+    if (a->deferred_count > 0)
+        LOG_I("ledger: block %" PRIu64 " deferred %zu txs whose nonce came early", a->height, a->deferred_count);
     mempool_unmark_below(n->mempool, a->height);
     node_rpc_committed(n, a);
     node_release_block(n, a);
@@ -1093,6 +1112,21 @@ static void on_p2p_log(int level, const char *msg, void *ud)
 
 /* ---------------------------------------------------------------- submit */
 
+/* Whether tx id already has a receipt in the committed state. */
+static bool has_receipt(struct node *n, const uint8_t id[CRYPTO_HASH_BYTES])
+{
+    struct store_read *r;
+    const uint8_t *v;
+    size_t len;
+    bool found;
+
+    if (store_read_begin(ledger_store(n->ledger), &r) != 0)
+        return false;
+    found = store_get_receipt(r, &v, &len, id) == 0;
+    store_read_end(r);
+    return found;
+}
+
 int node_submit(struct node *n, uint8_t id[CRYPTO_HASH_BYTES], char *reason, size_t reason_size, const uint8_t *tx,
                 size_t len)
 {
@@ -1113,6 +1147,8 @@ int node_submit(struct node *n, uint8_t id[CRYPTO_HASH_BYTES], char *reason, siz
     rc = mempool_add(n->mempool, reason, reason_size, res.id, res.sender, res.nonce, tx, len, mono_ms(n));
     if (rc == -BEX_EEXIST)
         return 0; /* already pending: idempotent */
+    if (rc == -BEX_ENONCE && has_receipt(n, res.id))
+        return 0; /* already committed: idempotent, tx.get has its receipt */
     if (rc != 0)
         return rc;
     {

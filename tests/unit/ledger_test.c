@@ -995,6 +995,42 @@ static void ledger_failing_tx_consumes_nonce(void **state)
         tx_free(&t[i]);
 }
 
+/*
+ * A view change can drop the block with a sender's lower nonces and keep a
+ * later one: the later txs are deferred (no receipt, listed in the result),
+ * and run when they come again after their predecessors.
+ */
+static void ledger_nonce_ahead_deferred(void **state)
+{
+    struct fixture *fx = *state;
+    struct ledger *l = open_at(fx, fx->path_a);
+    const struct ledger_applied *res;
+    struct tx t[3];
+
+    tx_register(fx, &t[0], POLICE, "city.police/a");
+    tx_register(fx, &t[1], POLICE, "city.police/b");
+    tx_register(fx, &t[2], POLICE, "city.police/c");
+    res = apply_txs(l, 1, T0 + 1000, &t[1], 2);
+    assert_int_equal(res->out->receipt_count, 0);
+    assert_int_equal(res->deferred_count, 2);
+    assert_memory_equal(res->deferred[0], t[1].id, 32);
+    assert_memory_equal(res->deferred[1], t[2].id, 32);
+    assert_false(has_receipt(l, t[1].id));
+    assert_int_equal(last_nonce(l, POLICE), 0);
+
+    /* Proposed again behind their predecessor, they run and are not skipped. */
+    res = apply_txs(l, 2, T0 + 2000, t, 3);
+    assert_int_equal(res->deferred_count, 0);
+    assert_int_equal(res->skipped, 0);
+    assert_int_equal(res->out->receipt_count, 3);
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(receipt_code(res, i), 0);
+    assert_int_equal(last_nonce(l, POLICE), 3);
+    ledger_close(l);
+    for (int i = 0; i < 3; i++)
+        tx_free(&t[i]);
+}
+
 /* ------------------------------------------------------------ the chain */
 
 static void ledger_hash_chain_recomputed(void **state)
@@ -1218,6 +1254,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(ledger_undecodable_tx_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_oversized_tx_skipped_when_repeated, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_failing_tx_consumes_nonce, setup, teardown),
+        cmocka_unit_test_setup_teardown(ledger_nonce_ahead_deferred, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_hash_chain_recomputed, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_replicas_agree, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_block_record_stored, setup, teardown),
