@@ -14,6 +14,14 @@
 #define PREPARED_TAG UINT64_MAX
 #define STABLE_TAG (UINT64_MAX - 1)
 
+/*
+ * The highest view a decoded message may name. Honest replicas never get
+ * near it (a view change a millisecond would take 292 million years), and
+ * refusing anything above it keeps more than f Byzantine replicas from
+ * pushing an honest one into the views used as tags above.
+ */
+#define VIEW_MAX (UINT64_MAX >> 1)
+
 /* ------------------------------------------------------------- encoding */
 
 struct enc {
@@ -196,6 +204,8 @@ static int vote_from(struct pbft_vote *v, const Bex__PbftVote *o)
     v->view = o->view;
     v->seq = o->seq;
     v->replica = o->replica;
+    if (v->view > VIEW_MAX)
+        return -BEX_EDECODE;
     if (copy_fixed(v->digest, PBFT_DIGEST_BYTES, o->digest) != 0 || copy_fixed(v->sig, PBFT_SIG_BYTES, o->sig) != 0)
         return -BEX_EDECODE;
     return 0;
@@ -220,6 +230,8 @@ static int prepared_from(struct pbft_prepared *p, const Bex__PbftPrepared *o)
     memset(p, 0, sizeof *p);
     p->view = o->view;
     p->seq = o->seq;
+    if (p->view > VIEW_MAX)
+        return -BEX_EDECODE;
     if (copy_fixed(p->digest, PBFT_DIGEST_BYTES, o->digest) != 0 ||
         copy_fixed(p->pre_prepare_sig, PBFT_SIG_BYTES, o->pre_prepare_sig) != 0)
         return -BEX_EDECODE;
@@ -233,6 +245,8 @@ static int view_change_from(struct pbft_view_change *vc, const Bex__PbftViewChan
     if (o == NULL || o->n_prepared > PBFT_WINDOW_MAX)
         return -BEX_EDECODE;
     vc->new_view = o->new_view;
+    if (vc->new_view > VIEW_MAX && vc->new_view != PREPARED_TAG && vc->new_view != STABLE_TAG)
+        return -BEX_EDECODE;
     vc->stable.seq = o->stable_seq;
     if (copy_fixed(vc->stable.digest, PBFT_DIGEST_BYTES, o->stable_digest) != 0)
         return -BEX_EDECODE;
@@ -291,6 +305,8 @@ static int from_envelope(struct pbft_msg *msg, struct wire_scratch *s, const Bex
             return -BEX_EDECODE;
         memset(&s->nv, 0, sizeof s->nv);
         s->nv.view = o->view;
+        if (s->nv.view > VIEW_MAX)
+            return -BEX_EDECODE;
         for (size_t i = 0; i < o->n_view_changes; i++) {
             if ((rc = view_change_from(&s->nv.view_changes[i], o->view_changes[i])) != 0)
                 return rc;
