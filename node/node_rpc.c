@@ -487,6 +487,25 @@ void node_rpc_expire(struct node *n, uint64_t now_ms)
 
 /* ---------------------------------------------------------------- blocks, state, history */
 
+/*
+ * The receipt index of tx id when its receipt is in block height, else null:
+ * a tx committed by an earlier block (skipped) or deferred (nonce ahead).
+ */
+static json_t *receipt_index_at(struct store_read *r, const uint8_t id[32], uint64_t height)
+{
+    const uint8_t *v;
+    size_t len;
+    Bex__Receipt *rc;
+    json_t *out = json_null();
+
+    if (store_get_receipt(r, &v, &len, id) != 0 || (rc = bex__receipt__unpack(NULL, len, v)) == NULL)
+        return out;
+    if (rc->height == height)
+        out = json_integer((json_int_t)rc->index);
+    bex__receipt__free_unpacked(rc, NULL);
+    return out;
+}
+
 static void m_block_get(struct rpc_call *call, const json_t *params, void *ud)
 {
     static const char *names[] = {"height"};
@@ -498,20 +517,23 @@ static void m_block_get(struct rpc_call *call, const json_t *params, void *ud)
     Bex__BlockRecord *br = NULL;
     Bex__BlockProposal *bp = NULL;
     Bex__CommitCert *cc = NULL;
-    json_t *obj, *txs = json_array(), *cert = json_null();
+    json_t *obj, *txs = json_array(), *executed = json_array(), *cert = json_null();
 
     if (!params_ok(call, params, names, 1) || rpc_param_uint64(call, &height, params, "height", RPC_REQUIRED) != 0) {
         json_decref(txs);
+        json_decref(executed);
         return;
     }
     if (store_read_begin(ledger_store(n->ledger), &r) != 0) {
         json_decref(txs);
+        json_decref(executed);
         rpc_reply_error(call, RPC_UNAVAILABLE, "store unreadable", NULL);
         return;
     }
     if (store_get_block(r, &rec, &rlen, height) != 0 || (br = bex__block_record__unpack(NULL, rlen, rec)) == NULL) {
         store_read_end(r);
         json_decref(txs);
+        json_decref(executed);
         rpc_reply_error(call, RPC_NOT_FOUND, "no block at that height", json_pack("{s:I}", "height", (json_int_t)height));
         return;
     }
@@ -525,6 +547,7 @@ static void m_block_get(struct rpc_call *call, const json_t *params, void *ud)
             continue;
         crypto_sha256(id, t->body.data, t->body.len);
         json_array_append_new(txs, hex_json(id, 32));
+        json_array_append_new(executed, receipt_index_at(r, id, height));
         bex__tx__free_unpacked(t, NULL);
     }
     if (store_get_cert(r, &cb, &clen, height) == 0 && clen > 0 && (cc = bex__commit_cert__unpack(NULL, clen, cb))) {
@@ -538,7 +561,7 @@ static void m_block_get(struct rpc_call *call, const json_t *params, void *ud)
                          hex_json(cc->digest.data, cc->digest.len), "votes", votes);
         bex__commit_cert__free_unpacked(cc, NULL);
     }
-    obj = json_pack("{s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:b, s:o, s:o}", "height", (json_int_t)br->height, "hash",
+    obj = json_pack("{s:o, s:I, s:o, s:o, s:o, s:I, s:I, s:I, s:b, s:o, s:o}", "executed", executed, "height", (json_int_t)br->height, "hash",
                     hex_json(br->hash.data, br->hash.len), "prev_hash", hex_json(br->prev_hash.data, br->prev_hash.len),
                     "state_root", hex_json(br->state_root.data, br->state_root.len), "time_ms",
                     (json_int_t)(bp ? bp->time_ms : 0), "view", (json_int_t)(bp ? bp->view : 0), "proposer",

@@ -218,7 +218,7 @@ sed 's/^/  /' "$SK_WORK/kills.log" 2>/dev/null | tail -n 5
 echo "soak: kills survived: $survived of $kills (longest recovery to all-healthy $((recover_max_ms / 1000)).$(printf '%03d' $((recover_max_ms % 1000)))s)"
 echo "soak: transactions committed: ${acked:-?} acknowledged ($(sk_field "$verify" chain_txs) in the chain, height $(sk_field "$verify" height))"
 echo "soak: longest stall: ${stall:-?}s (ending ${stall_at:-?}s into the load)"
-echo "soak: lost acknowledged transactions: ${lost:-?}; duplicate chain entries (skipped by the ledger): ${dups:-?}"
+echo "soak: lost acknowledged transactions: ${lost:-?}; duplicate chain entries (skipped by the ledger): ${dups:-?}; deferred entries (nonce came early, executed later): $(sk_field "$verify" deferred)"
 if [ "$sk_failures" -eq 0 ]; then
     echo "soak: PASS"
     exit 0

@@ -945,12 +945,13 @@ static int run(int argc, char **argv)
 
 /* ---------------------------------------------------------------- verify */
 
-/* Where a tx id first appears in the chain. */
+/* Where the chain executed a tx id (block.get's "executed" says where). */
 struct entry {
     uint8_t id[32];
     uint64_t height;
-    uint32_t index;  /* position among the block's executed txs: the receipt index */
+    uint32_t index;  /* the receipt index in that block */
     uint32_t count;  /* how often the chain names the id */
+    uint32_t runs;   /* how often a block executed it: 1, never more */
     bool used, acked;
 };
 
@@ -1112,6 +1113,7 @@ static int verify(int argc, char **argv)
     char prev[ID_BYTES] = "", line[512];
     size_t block_dups;
     uint64_t dup_blocks = 0, chain_txs = 0, dup_entries = 0, acked_n = 0, lost = 0, moved = 0, twice_acked = 0, receipt_bad = 0;
+    uint64_t deferred = 0, executed_twice = 0;
     struct entry **items = NULL;
     int *codes = NULL;
     size_t items_cap = 0;
@@ -1149,9 +1151,11 @@ static int verify(int argc, char **argv)
         const char *hash = r ? json_string_value(json_object_get(r, "hash")) : NULL;
         const char *ph = r ? json_string_value(json_object_get(r, "prev_hash")) : NULL;
         json_t *txs = r ? json_object_get(r, "txs") : NULL;
+        json_t *executed = r ? json_object_get(r, "executed") : NULL;
         uint32_t index = 0;
 
-        if (hash == NULL || ph == NULL || !json_is_array(txs)) {
+        if (hash == NULL || ph == NULL || !json_is_array(txs) || !json_is_array(executed) ||
+            json_array_size(executed) != json_array_size(txs)) {
             fprintf(stderr, "soakload: node%d has no readable block %" PRId64 "\n", node, h);
             json_decref(r);
             return 1;
@@ -1171,13 +1175,26 @@ static int verify(int argc, char **argv)
             if (crypto_hex_decode(id, sizeof id, &len, json_string_value(json_array_get(txs, i))) != 0 || len != 32)
                 die("%s", "block.get returned a malformed tx id");
             e = table_get(&t, id);
-            if (e->count++ == 0) {
+            e->count++;
+            if (json_is_integer(json_array_get(executed, i))) {
+                /* Executed here: its receipt index counts the executed txs before it. */
+                if ((uint32_t)json_integer_value(json_array_get(executed, i)) != index) {
+                    fprintf(stderr, "soakload: block %" PRId64 " tx %zu has receipt index %" JSON_INTEGER_FORMAT
+                                    ", expected %u\n", h, i, json_integer_value(json_array_get(executed, i)), index);
+                    bad = 1;
+                }
+                if (e->runs++ > 0) {
+                    fprintf(stderr, "soakload: block %" PRId64 " executes a tx executed before\n", h);
+                    executed_twice++;
+                }
                 e->height = (uint64_t)h;
                 e->index = index++;
                 chain_txs++;
-            } else {
+            } else if (e->runs > 0) {
                 dup_entries++;
                 block_dups++;
+            } else {
+                deferred++;
             }
         }
         if (block_dups > 0) {
@@ -1215,10 +1232,10 @@ static int verify(int argc, char **argv)
                 die("malformed line in %s", acked);
             acked_n++;
             e = table_find(&t, id);
-            if (!e->used) {
+            if (!e->used || e->runs == 0) {
                 if (lost < 5)
                     fprintf(stderr, "soakload: acknowledged tx %s (%s nonce %" PRIu64 ", height %" PRId64
-                                    ") is not in the chain\n", idhex, agency, nonce, height);
+                                    ") was never executed by the chain\n", idhex, agency, nonce, height);
                 lost++;
                 continue;
             }
@@ -1267,7 +1284,8 @@ static int verify(int argc, char **argv)
             }
         }
     }
-    out = json_pack("{s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "height", (json_int_t)head.height,
+    out = json_pack("{s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "deferred", (json_int_t)deferred,
+                    "executed_twice", (json_int_t)executed_twice, "height", (json_int_t)head.height,
                     "state_root", head.root, "block_hash", head.hash, "chain_txs", (json_int_t)chain_txs,
                     "duplicate_entries", (json_int_t)dup_entries, "duplicate_blocks", (json_int_t)dup_blocks, "acked", (json_int_t)acked_n, "lost",
                     (json_int_t)lost, "moved", (json_int_t)moved, "acked_twice", (json_int_t)twice_acked,
@@ -1280,7 +1298,7 @@ static int verify(int argc, char **argv)
     free(codes);
     free(t.e);
     crypto_wipe(net.passphrase, sizeof net.passphrase);
-    return bad || lost > 0 || moved > 0 || twice_acked > 0 || receipt_bad > 0;
+    return bad || lost > 0 || moved > 0 || twice_acked > 0 || receipt_bad > 0 || executed_twice > 0;
 }
 
 int main(int argc, char **argv)
