@@ -1203,6 +1203,15 @@ static bool behind_in_view(const struct node *n)
     return above >= n->gen.f + 1;
 }
 
+static void set_traffic_metrics(struct node *n)
+{
+    uint64_t in, out;
+
+    p2p_traffic(&n->p2p, &in, &out);
+    metrics_gauge_set(n->m.bytes_in, 0, (double)in);
+    metrics_gauge_set(n->m.bytes_out, 0, (double)out);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
@@ -1239,6 +1248,7 @@ static void on_tick(uv_timer_t *t)
     metrics_gauge_set(n->m.view, 0, (double)pbft_view(n->pbft));
     metrics_gauge_set(n->m.mempool_txs, 0, (double)mempool_count(n->mempool));
     metrics_gauge_set(n->m.mempool_bytes, 0, (double)mempool_bytes(n->mempool));
+    set_traffic_metrics(n);
 }
 
 /* ---------------------------------------------------------------- lifecycle */
