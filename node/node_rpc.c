@@ -667,25 +667,29 @@ static void m_history(struct rpc_call *call, const json_t *params, void *ud)
 
 /* ---------------------------------------------------------------- health */
 
-static bool health(char *reason, size_t reason_size, void *ud)
+static bool health(struct rpc_health *out, void *ud)
 {
     struct node *n = ud;
     uint32_t up = p2p_peer_count(&n->p2p) + 1, q = pbft_quorum(n->gen.nodes_n);
 
+    out->has_chain = true;
+    out->height = ledger_height(n->ledger);
+    out->view = pbft_view(n->pbft);
     if (n->store_failed) {
-        snprintf(reason, reason_size, "store refuses writes: %s", n->store_err);
+        snprintf(out->reason, sizeof out->reason, "store refuses writes: %.230s", n->store_err);
         return false;
     }
     if (n->catching_up) {
-        snprintf(reason, reason_size, "catching up: height %" PRIu64 " of %" PRIu64, ledger_height(n->ledger),
+        snprintf(out->reason, sizeof out->reason, "catching up: height %" PRIu64 " of %" PRIu64, out->height,
                  n->fetch_target);
         return false;
     }
     if (up < q) {
-        snprintf(reason, reason_size, "connected to %u of %u nodes; consensus needs %u", up, n->gen.nodes_n, q);
+        snprintf(out->reason, sizeof out->reason, "connected to %u of %u nodes; consensus needs %u", up,
+                 n->gen.nodes_n, q);
         return false;
     }
-    snprintf(reason, reason_size, "height %" PRIu64 ", view %" PRIu64, ledger_height(n->ledger), pbft_view(n->pbft));
+    snprintf(out->reason, sizeof out->reason, "height %" PRIu64 ", view %" PRIu64, out->height, out->view);
     return true;
 }
 
