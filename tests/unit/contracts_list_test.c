@@ -54,7 +54,8 @@ static size_t list_ids(struct harness *h, uint64_t ids[8], uint8_t *next, size_t
     for (size_t i = 0; i < n; i++)
         ids[i] = l->verifications[i]->id;
     assert_true(l->next_cursor.len < 256);
-    memcpy(next, l->next_cursor.data, l->next_cursor.len);
+    if (l->next_cursor.len > 0)
+        memcpy(next, l->next_cursor.data, l->next_cursor.len);
     *next_len = l->next_cursor.len;
     contract_result_free(m);
     return n;
