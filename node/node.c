@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <time.h>
 
 #include "bex.pb-c.h"
@@ -472,16 +471,11 @@ static size_t vote_key(uint8_t key[32], const struct pbft_msg *m)
 
 static void fatal_store(struct node *n, int rc, const char *what)
 {
-    char msg[200], space[80] = "";
-    struct statvfs vfs;
+    char msg[200];
 
+    /* The store's message names a full disk ("disk full (...)") when that is the cause. */
     store_error(ledger_store(n->ledger), msg, sizeof msg);
-    /* LMDB reports a write the disk cut short as EIO: say when the disk is what ran out. */
-    if ((rc == -BEX_EIO || rc == -BEX_ENOSPC) && statvfs(n->cfg.data_dir, &vfs) == 0 &&
-        (uint64_t)vfs.f_bavail * vfs.f_frsize < (8u << 20))
-        snprintf(space, sizeof space, "; no space left on the device (%llu KiB free)",
-                 (unsigned long long)vfs.f_bavail * vfs.f_frsize / 1024);
-    snprintf(n->store_err, sizeof n->store_err, "%.48s: %.32s (%.96s)%.64s", what, bex_strerror(rc), msg, space);
+    snprintf(n->store_err, sizeof n->store_err, "%.48s: %.32s (%.160s)", what, bex_strerror(rc), msg);
     if (!n->store_failed)
         LOG_E("node: store refuses writes: %s; serving reads only until space is freed and the node restarted",
               n->store_err);
