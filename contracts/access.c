@@ -228,74 +228,10 @@ static int access_deny(struct contract_ctx *c, const ProtobufCMessage *args)
 
 /* ---------------------------------------------------------------- queries */
 
-struct access_scan {
-    struct contract_page p;
-    bool by_index;
-    uint32_t status;
-    Bex__AccessList *out;
-};
-
-static int list_cb(void *user, const char *key, size_t key_len, const uint8_t *val, size_t val_len)
-{
-    struct access_scan *s = user;
-    struct contract_ctx *c = s->p.c;
-    if (contract__page_step(&s->p, key, key_len))
-        return 1;
-    Bex__Access *x = NULL;
-    if (s->by_index) {
-        int rc = load_access(c, &x, contract__key_id(key, key_len));
-        if (rc != 0)
-            return rc == -BEX_ENOTFOUND ? 0 : rc;
-    } else {
-        x = (Bex__Access *)contract__decode(c, &bex__access__descriptor, val, val_len);
-        if (!x)
-            return c->fatal;
-    }
-    if (s->status != 0 && (uint32_t)x->status != s->status) {
-        contract__free(c, x);
-        return 0;
-    }
-    int rc = contract__push(c, (void ***)&s->out->accesses, &s->out->n_accesses, x);
-    if (rc != 0) {
-        contract__free(c, x);
-        return rc;
-    }
-    s->p.count++;
-    return 0;
-}
-
 static int access_list(struct contract_ctx *c, ProtobufCMessage **result, const ProtobufCMessage *args)
 {
-    const Bex__AccessListArgs *a = (const Bex__AccessListArgs *)args;
-    char prefix[CONTRACT_KEY_BYTES_MAX];
-    int rc;
-    if (a->owner[0] && a->consumer[0])
-        return contract__fail(c, BEX_EINVAL, "filter by owner or consumer, not both");
-    const char *who = a->owner[0] ? a->owner : a->consumer;
-    if (who[0] && !contract__agency_id_ok(who))
-        return contract__fail(c, BEX_EINVAL, "not an agency id");
-    if (who[0])
-        rc = contract__key(prefix, "access/%c/%s/", a->owner[0] ? 'o' : 'c', who);
-    else
-        rc = contract__key(prefix, "access/a/");
-    BEX_ASSERT(rc > 0);
-    if ((rc = contract__cursor(c, prefix, &a->cursor)) != 0)
-        return rc;
-    Bex__AccessList *out = malloc(sizeof(*out));
-    if (!out)
-        return -BEX_ENOMEM;
-    bex__access_list__init(out);
-    struct access_scan s = {.by_index = who[0] != '\0', .status = a->status, .out = out};
-    contract__page_init(&s.p, c, a->limit);
-    rc = contract__iter(c, prefix, (const char *)a->cursor.data, a->cursor.len, list_cb, &s);
-    if (rc == 0)
-        rc = contract__next_cursor(c, &out->next_cursor, &s.p);
-    if (rc != 0) {
-        contract_result_free(&out->base);
-        return rc;
-    }
-    *result = &out->base;
-    return 0;
+    return contract__list_requests(c, result, (const Bex__AccessListArgs *)args, "access", 'a',
+                                   &bex__access_list__descriptor);
 }
 
 static int access_get(struct contract_ctx *c, ProtobufCMessage **result, const ProtobufCMessage *args)

@@ -450,44 +450,14 @@ static void present(Bex__Grant *g, uint64_t now_ms)
     g->status = contract__grant_status(g, now_ms);
 }
 
-struct grant_scan {
-    struct contract_page p;
-    bool by_index;
-    Bex__GrantStatus status;
-    bool overdue_only;
-    Bex__GrantList *out;
-};
-
-static int list_cb(void *user, const char *key, size_t key_len, const uint8_t *val, size_t val_len)
+/* Keeps the grants of the status asked for (UNSPECIFIED: any), only overdue ones if asked. */
+static bool keep_grant(const struct contract_ctx *c, ProtobufCMessage *item, const void *filter)
 {
-    struct grant_scan *s = user;
-    struct contract_ctx *c = s->p.c;
-    if (contract__page_step(&s->p, key, key_len))
-        return 1;
-    Bex__Grant *g = NULL;
-    if (s->by_index) {
-        int rc = contract__load_grant(c, &g, contract__key_id(key, key_len));
-        if (rc != 0)
-            return rc == -BEX_ENOTFOUND ? 0 : rc;
-    } else {
-        g = (Bex__Grant *)contract__decode(c, &bex__grant__descriptor, val, val_len);
-        if (!g)
-            return c->fatal;
-    }
+    const Bex__GrantListArgs *a = filter;
+    Bex__Grant *g = (Bex__Grant *)item;
     present(g, c->time_ms);
-    bool keep = (s->status == BEX__GRANT_STATUS__GRANT_STATUS_UNSPECIFIED || g->status == s->status) &&
-                (!s->overdue_only || g->overdue);
-    if (!keep) {
-        contract__free(c, g);
-        return 0;
-    }
-    int rc = contract__push(c, (void ***)&s->out->grants, &s->out->n_grants, g);
-    if (rc != 0) {
-        contract__free(c, g);
-        return rc;
-    }
-    s->p.count++;
-    return 0;
+    return (a->status == BEX__GRANT_STATUS__GRANT_STATUS_UNSPECIFIED || g->status == a->status) &&
+           (!a->overdue_only || g->overdue);
 }
 
 static int grant_list(struct contract_ctx *c, ProtobufCMessage **result, const ProtobufCMessage *args)
@@ -511,23 +481,16 @@ static int grant_list(struct contract_ctx *c, ProtobufCMessage **result, const P
         rc = contract__key(prefix, "grant/g/");
     }
     BEX_ASSERT(rc > 0);
-    if ((rc = contract__cursor(c, prefix, &a->cursor)) != 0)
-        return rc;
-    Bex__GrantList *out = malloc(sizeof(*out));
-    if (!out)
-        return -BEX_ENOMEM;
-    bex__grant_list__init(out);
-    struct grant_scan s = {.by_index = filters > 0, .status = a->status, .overdue_only = a->overdue_only, .out = out};
-    contract__page_init(&s.p, c, a->limit);
-    rc = contract__iter(c, prefix, (const char *)a->cursor.data, a->cursor.len, list_cb, &s);
-    if (rc == 0)
-        rc = contract__next_cursor(c, &out->next_cursor, &s.p);
-    if (rc != 0) {
-        contract_result_free(&out->base);
-        return rc;
-    }
-    *result = &out->base;
-    return 0;
+    const struct contract_list l = {
+        .list = &bex__grant_list__descriptor,
+        .prefix = prefix,
+        .cursor = &a->cursor,
+        .limit = a->limit,
+        .primary = filters > 0 ? "grant/g/" : NULL,
+        .keep = keep_grant,
+        .filter = a,
+    };
+    return contract__list(c, result, &l);
 }
 
 static int grant_get(struct contract_ctx *c, ProtobufCMessage **result, const ProtobufCMessage *args)

@@ -316,4 +316,50 @@ BEX_MUST_USE int contract__next_cursor(struct contract_ctx *c, ProtobufCBinaryDa
 /* Appends item to a malloc'd array of pointers (bounded by the page limit). */
 BEX_MUST_USE int contract__push(struct contract_ctx *c, void ***items, size_t *count, void *item);
 
+/*
+ * Decides whether an item belongs on a list page; it may first set the
+ * fields a query shows as of the block time (c->time_ms). filter is
+ * contract_list.filter.
+ */
+typedef bool (*contract_keep_fn)(const struct contract_ctx *c, ProtobufCMessage *item, const void *filter);
+
+/*
+ * A list query: a page of the items under one key prefix, from a cursor.
+ * The result message `list` has one repeated message field (the items) and
+ * a bytes field next_cursor. The keys under prefix either hold the items
+ * themselves (primary NULL) or are index keys ending in the 16-hex id of an
+ * item stored at primary followed by that id; an indexed item that is gone
+ * is skipped.
+ */
+struct contract_list {
+    const ProtobufCMessageDescriptor *list;
+    const char *prefix;
+    const ProtobufCBinaryData *cursor; /* from the query's args; empty: from the start */
+    uint32_t limit;                    /* 0: the default page size */
+    const char *primary;               /* NULL, or the prefix of the items an index key points to */
+    contract_keep_fn keep;             /* NULL: every item */
+    const void *filter;
+};
+
+/*
+ * Runs the list query l into a new *result (freed with
+ * contract_result_free), its next_cursor set when more items may follow.
+ * Errors: BEX_EINVAL (a cursor of another query), BEX_ENOMEM, BEX_ECORRUPT,
+ * storage failures.
+ */
+BEX_MUST_USE int contract__list(struct contract_ctx *c, ProtobufCMessage **result, const struct contract_list *l);
+
+/*
+ * The list query of the requests one agency makes of another (accesses,
+ * verifications) by AccessListArgs: all of them under "<kind>/<all>/"
+ * (their primary keys), or those of one owner or one consumer through the
+ * indexes "<kind>/o/<agency>/" and "<kind>/c/<agency>/"; only those whose
+ * status is a->status unless it is 0. The items of `list` have an enum field
+ * status. Errors: as contract__list, and BEX_EINVAL for both an owner and a
+ * consumer, or an agency id that is not one.
+ */
+BEX_MUST_USE int contract__list_requests(struct contract_ctx *c, ProtobufCMessage **result,
+                                         const Bex__AccessListArgs *a, const char *kind, char all,
+                                         const ProtobufCMessageDescriptor *list);
+
 #endif

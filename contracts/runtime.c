@@ -795,3 +795,135 @@ int contract__push(struct contract_ctx *c, void ***items, size_t *count, void *i
     *items = v;
     return 0;
 }
+
+struct list_scan {
+    struct contract_page p;
+    const struct contract_list *l;
+    const ProtobufCMessageDescriptor *item;
+    void ***items;
+    size_t *count;
+};
+
+static int list_cb(void *user, const char *key, size_t key_len, const uint8_t *val, size_t val_len)
+{
+    struct list_scan *s = user;
+    struct contract_ctx *c = s->p.c;
+    ProtobufCMessage *m = NULL;
+    int rc;
+
+    if (contract__page_step(&s->p, key, key_len))
+        return 1;
+    if (s->l->primary != NULL) {
+        char item_key[CONTRACT_KEY_BYTES_MAX];
+
+        rc = contract__key(item_key, "%s%016llx", s->l->primary, (unsigned long long)contract__key_id(key, key_len));
+        BEX_ASSERT(rc > 0);
+        rc = contract__get_msg(c, &m, item_key, s->item);
+        if (rc != 0)
+            return rc == -BEX_ENOTFOUND ? 0 : rc;
+    } else {
+        m = contract__decode(c, s->item, val, val_len);
+        if (!m)
+            return c->fatal;
+    }
+    if (s->l->keep != NULL && !s->l->keep(c, m, s->l->filter)) {
+        contract__free(c, m);
+        return 0;
+    }
+    rc = contract__push(c, s->items, s->count, m);
+    if (rc != 0) {
+        contract__free(c, m);
+        return rc;
+    }
+    s->p.count++;
+    return 0;
+}
+
+/* The one repeated message field of a list result. */
+static const ProtobufCFieldDescriptor *list_items_field(const ProtobufCMessageDescriptor *list)
+{
+    const ProtobufCFieldDescriptor *found = NULL;
+
+    for (unsigned i = 0; i < list->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &list->fields[i];
+
+        if (f->label == PROTOBUF_C_LABEL_REPEATED && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+            BEX_ASSERT(found == NULL);
+            found = f;
+        }
+    }
+    return found;
+}
+
+int contract__list(struct contract_ctx *c, ProtobufCMessage **result, const struct contract_list *l)
+{
+    const ProtobufCFieldDescriptor *items = list_items_field(l->list);
+    const ProtobufCFieldDescriptor *next = protobuf_c_message_descriptor_get_field_by_name(l->list, "next_cursor");
+    BEX_ASSERT(items != NULL);
+    BEX_ASSERT(next != NULL && next->type == PROTOBUF_C_TYPE_BYTES && next->label == PROTOBUF_C_LABEL_NONE);
+    int rc = contract__cursor(c, l->prefix, l->cursor);
+    if (rc != 0)
+        return rc;
+    ProtobufCMessage *out = malloc(l->list->sizeof_message);
+    if (!out)
+        return -BEX_ENOMEM;
+    protobuf_c_message_init(l->list, out);
+    /* The generated struct holds the item count and array, and the cursor, at these offsets. */
+    struct list_scan s = {
+        .l = l,
+        .item = items->descriptor,
+        .items = (void ***)((char *)out + items->offset),
+        .count = (size_t *)((char *)out + items->quantifier_offset),
+    };
+    contract__page_init(&s.p, c, l->limit);
+    rc = contract__iter(c, l->prefix, (const char *)l->cursor->data, l->cursor->len, list_cb, &s);
+    if (rc == 0)
+        rc = contract__next_cursor(c, (ProtobufCBinaryData *)((char *)out + next->offset), &s.p);
+    if (rc != 0) {
+        contract_result_free(out);
+        return rc;
+    }
+    *result = out;
+    return 0;
+}
+
+/* Keeps the items whose enum field status is the one asked for (0: any). */
+static bool keep_request_status(const struct contract_ctx *c, ProtobufCMessage *item, const void *filter)
+{
+    const Bex__AccessListArgs *a = filter;
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(item->descriptor, "status");
+    (void)c;
+    BEX_ASSERT(f != NULL);
+    BEX_ASSERT(f->type == PROTOBUF_C_TYPE_ENUM && f->label == PROTOBUF_C_LABEL_NONE);
+    /* protobuf-c stores every enum field as an int-sized C enum. */
+    return a->status == 0 || (uint32_t)*(const int *)((const char *)item + f->offset) == a->status;
+}
+
+int contract__list_requests(struct contract_ctx *c, ProtobufCMessage **result, const Bex__AccessListArgs *a,
+                            const char *kind, char all, const ProtobufCMessageDescriptor *list)
+{
+    char prefix[CONTRACT_KEY_BYTES_MAX], primary[CONTRACT_KEY_BYTES_MAX];
+    int rc;
+    if (a->owner[0] && a->consumer[0])
+        return contract__fail(c, BEX_EINVAL, "filter by owner or consumer, not both");
+    const char *who = a->owner[0] ? a->owner : a->consumer;
+    if (who[0] && !contract__agency_id_ok(who))
+        return contract__fail(c, BEX_EINVAL, "not an agency id");
+    rc = contract__key(primary, "%s/%c/", kind, all);
+    BEX_ASSERT(rc > 0);
+    if (who[0])
+        rc = contract__key(prefix, "%s/%c/%s/", kind, a->owner[0] ? 'o' : 'c', who);
+    else
+        rc = contract__key(prefix, "%s", primary);
+    BEX_ASSERT(rc > 0);
+    const struct contract_list l = {
+        .list = list,
+        .prefix = prefix,
+        .cursor = &a->cursor,
+        .limit = a->limit,
+        .primary = who[0] ? primary : NULL,
+        .keep = keep_request_status,
+        .filter = a,
+    };
+    return contract__list(c, result, &l);
+}

@@ -141,74 +141,10 @@ done:
 
 /* ---------------------------------------------------------------- queries */
 
-struct verify_scan {
-    struct contract_page p;
-    bool by_index;
-    uint32_t status;
-    Bex__VerificationList *out;
-};
-
-static int list_cb(void *user, const char *key, size_t key_len, const uint8_t *val, size_t val_len)
-{
-    struct verify_scan *s = user;
-    struct contract_ctx *c = s->p.c;
-    if (contract__page_step(&s->p, key, key_len))
-        return 1;
-    Bex__Verification *v = NULL;
-    if (s->by_index) {
-        int rc = load_verify(c, &v, contract__key_id(key, key_len));
-        if (rc != 0)
-            return rc == -BEX_ENOTFOUND ? 0 : rc;
-    } else {
-        v = (Bex__Verification *)contract__decode(c, &bex__verification__descriptor, val, val_len);
-        if (!v)
-            return c->fatal;
-    }
-    if (s->status != 0 && (uint32_t)v->status != s->status) {
-        contract__free(c, v);
-        return 0;
-    }
-    int rc = contract__push(c, (void ***)&s->out->verifications, &s->out->n_verifications, v);
-    if (rc != 0) {
-        contract__free(c, v);
-        return rc;
-    }
-    s->p.count++;
-    return 0;
-}
-
 static int verify_list(struct contract_ctx *c, ProtobufCMessage **result, const ProtobufCMessage *args)
 {
-    const Bex__AccessListArgs *a = (const Bex__AccessListArgs *)args;
-    char prefix[CONTRACT_KEY_BYTES_MAX];
-    int rc;
-    if (a->owner[0] && a->consumer[0])
-        return contract__fail(c, BEX_EINVAL, "filter by owner or consumer, not both");
-    const char *who = a->owner[0] ? a->owner : a->consumer;
-    if (who[0] && !contract__agency_id_ok(who))
-        return contract__fail(c, BEX_EINVAL, "not an agency id");
-    if (who[0])
-        rc = contract__key(prefix, "verify/%c/%s/", a->owner[0] ? 'o' : 'c', who);
-    else
-        rc = contract__key(prefix, "verify/v/");
-    BEX_ASSERT(rc > 0);
-    if ((rc = contract__cursor(c, prefix, &a->cursor)) != 0)
-        return rc;
-    Bex__VerificationList *out = malloc(sizeof(*out));
-    if (!out)
-        return -BEX_ENOMEM;
-    bex__verification_list__init(out);
-    struct verify_scan s = {.by_index = who[0] != '\0', .status = a->status, .out = out};
-    contract__page_init(&s.p, c, a->limit);
-    rc = contract__iter(c, prefix, (const char *)a->cursor.data, a->cursor.len, list_cb, &s);
-    if (rc == 0)
-        rc = contract__next_cursor(c, &out->next_cursor, &s.p);
-    if (rc != 0) {
-        contract_result_free(&out->base);
-        return rc;
-    }
-    *result = &out->base;
-    return 0;
+    return contract__list_requests(c, result, (const Bex__AccessListArgs *)args, "verify", 'v',
+                                   &bex__verification_list__descriptor);
 }
 
 static int verify_get(struct contract_ctx *c, ProtobufCMessage **result, const ProtobufCMessage *args)

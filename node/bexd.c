@@ -61,6 +61,8 @@ int main(int argc, char **argv)
     }
     /* A peer or RPC client resetting its connection must not kill the node. */
     signal(SIGPIPE, SIG_IGN);
+    /* A write past the file size limit must fail with EFBIG (the store reports a full disk), not kill the node. */
+    signal(SIGXFSZ, SIG_IGN);
     if (uv_loop_init(&loop) != 0) {
         fprintf(stderr, "bexd: cannot start the event loop\n");
         return 1;

@@ -43,24 +43,70 @@ int log_level_parse(enum log_level *out, const char *text)
     return -BEX_EINVAL;
 }
 
-void log_write(enum log_level level, const char *fmt, ...)
+static void log_vwrite(enum log_level level, const char *fmt, va_list ap) BEX_PRINTF(2, 0);
+static void log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
     char line[1024], stamp[32];
     struct timespec ts;
     struct tm tm;
-    va_list ap;
     int n;
 
-    if (level > current)
-        return;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
     n = snprintf(line, sizeof line, "%s.%03ldZ %s n%d v%" PRIu64 " h%" PRIu64 " ", stamp, ts.tv_nsec / 1000000,
                  names[level], node, ctx_view, ctx_height);
-    va_start(ap, fmt);
     if (n > 0 && (size_t)n < sizeof line)
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-    va_end(ap);
     fprintf(stderr, "%s\n", line);
+}
+
+void log_write(enum log_level level, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (level > current)
+        return;
+    va_start(ap, fmt);
+    log_vwrite(level, fmt, ap);
+    va_end(ap);
+}
+
+bool log_limit_pass(struct log_limit *l, uint64_t *suppressed, uint64_t now_ms)
+{
+    if (!l->started || now_ms - l->window_start_ms >= LOG_LIMIT_WINDOW_MS) {
+        l->started = true;
+        l->window_start_ms = now_ms;
+        l->lines = 0;
+    }
+    if (l->lines >= LOG_LIMIT_LINES) {
+        l->suppressed++;
+        return false;
+    }
+    l->lines++;
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    return true;
+}
+
+void log_write_limited(struct log_limit *l, enum log_level level, const char *fmt, ...)
+{
+    char msg[900];
+    struct timespec ts;
+    uint64_t dropped;
+    va_list ap;
+
+    if (level > current)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (!log_limit_pass(l, &dropped, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u))
+        return;
+    va_start(ap, fmt);
+    if (dropped == 0) {
+        log_vwrite(level, fmt, ap);
+    } else {
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        log_write(level, "%s (%" PRIu64 " similar lines suppressed)", msg, dropped);
+    }
+    va_end(ap);
 }

@@ -7,6 +7,7 @@
 #ifndef BEX_LOG_H
 #define BEX_LOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "bex.h"
@@ -26,6 +27,33 @@ BEX_MUST_USE int log_level_parse(enum log_level *out, const char *text);
 
 void log_write(enum log_level level, const char *fmt, ...) BEX_PRINTF(2, 3);
 
+/*
+ * A rate limit for one call site of a line that a peer or a broken state can
+ * trigger at a high rate (an invalid proposal per message while the store
+ * refuses writes, a malformed frame per read): at most LOG_LIMIT_LINES lines
+ * per window of LOG_LIMIT_WINDOW_MS. The first line written after some were
+ * dropped ends with "(K similar lines suppressed)". A zeroed struct is ready.
+ */
+#define LOG_LIMIT_LINES 5
+#define LOG_LIMIT_WINDOW_MS 10000
+
+struct log_limit {
+    bool started;
+    uint64_t window_start_ms;
+    uint32_t lines;      /* written in the current window */
+    uint64_t suppressed; /* dropped since the last written line */
+};
+
+/*
+ * Counts one event at now_ms (any monotonic clock). Returns true when it may
+ * be written, with *suppressed set to the number of events dropped since the
+ * last written one (the count then restarts); false when it is dropped.
+ */
+bool log_limit_pass(struct log_limit *l, uint64_t *suppressed, uint64_t now_ms);
+
+/* log_write() under the limit l, on the monotonic clock. */
+void log_write_limited(struct log_limit *l, enum log_level level, const char *fmt, ...) BEX_PRINTF(3, 4);
+
 #define LOG_E(...) log_write(LOG_ERROR, __VA_ARGS__)
 #define LOG_W(...) log_write(LOG_WARN, __VA_ARGS__)
 #define LOG_I(...) log_write(LOG_INFO, __VA_ARGS__)
@@ -33,6 +61,13 @@ void log_write(enum log_level level, const char *fmt, ...) BEX_PRINTF(2, 3);
     do {                                                                                           \
         if (log_level_get() >= LOG_DEBUG)                                                          \
             log_write(LOG_DEBUG, __VA_ARGS__);                                                     \
+    } while (0)
+
+/* LOG_W with a limit of its own for each call site (not for hot paths of several threads). */
+#define LOG_W_LIMITED(...)                                                                         \
+    do {                                                                                           \
+        static struct log_limit log_limit_;                                                        \
+        log_write_limited(&log_limit_, LOG_WARN, __VA_ARGS__);                                     \
     } while (0)
 
 #endif

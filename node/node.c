@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <time.h>
 
 #include "bex.pb-c.h"
@@ -226,7 +225,7 @@ static struct node_proposal *prop_add(struct node *n, const uint8_t digest[PBFT_
         }
     }
     free(bytes);
-    LOG_W("node: proposal cache full; dropped a proposal at height %" PRIu64, height);
+    LOG_W_LIMITED("node: proposal cache full; dropped a proposal at height %" PRIu64, height);
     return NULL;
 }
 
@@ -308,7 +307,7 @@ static void on_proposal(struct node *n, uint32_t peer, const Bex__BlockProposal 
         return;
     rc = prop_validate(n, &height, bytes, len, why, sizeof why);
     if (rc != 0) {
-        LOG_W("node: invalid proposal from %u: %s", peer, why);
+        LOG_W_LIMITED("node: invalid proposal from %u: %s", peer, why);
         return;
     }
     copy = malloc(len ? len : 1);
@@ -412,7 +411,7 @@ static void maybe_propose(struct node *n, uint64_t now_ms)
     }
     bytes = NULL;
     if ((rc = pbft_propose(n->pbft, digest, n->acts)) != 0) {
-        LOG_W("node: propose h=%" PRIu64 ": %s", seq, bex_strerror(rc));
+        LOG_W_LIMITED("node: propose h=%" PRIu64 ": %s", seq, bex_strerror(rc));
         goto unmark;
     }
     LOG_D("node: proposed h=%" PRIu64 " with %zu txs", seq, count);
@@ -472,16 +471,11 @@ static size_t vote_key(uint8_t key[32], const struct pbft_msg *m)
 
 static void fatal_store(struct node *n, int rc, const char *what)
 {
-    char msg[200], space[80] = "";
-    struct statvfs vfs;
+    char msg[200];
 
+    /* The store's message names a full disk ("disk full (...)") when that is the cause. */
     store_error(ledger_store(n->ledger), msg, sizeof msg);
-    /* LMDB reports a write the disk cut short as EIO: say when the disk is what ran out. */
-    if ((rc == -BEX_EIO || rc == -BEX_ENOSPC) && statvfs(n->cfg.data_dir, &vfs) == 0 &&
-        (uint64_t)vfs.f_bavail * vfs.f_frsize < (8u << 20))
-        snprintf(space, sizeof space, "; no space left on the device (%llu KiB free)",
-                 (unsigned long long)vfs.f_bavail * vfs.f_frsize / 1024);
-    snprintf(n->store_err, sizeof n->store_err, "%.48s: %.32s (%.96s)%.64s", what, bex_strerror(rc), msg, space);
+    snprintf(n->store_err, sizeof n->store_err, "%.48s: %.32s (%.160s)", what, bex_strerror(rc), msg);
     if (!n->store_failed)
         LOG_E("node: store refuses writes: %s; serving reads only until space is freed and the node restarted",
               n->store_err);
@@ -916,7 +910,7 @@ static void on_blocks(struct node *n, uint32_t peer, const Bex__BlockResponse *r
         if (wire_cert_from_proto(&cert, &seq, cdigest, b->cert) != 0 || seq != b->height ||
             memcmp(cdigest, digest, PBFT_DIGEST_BYTES) != 0 ||
             (rc = pbft_verify_commit_cert(&n->pcfg, seq, digest, &cert)) != 0) {
-            LOG_W("sync: peer %u sent block %" PRIu64 " without a valid commit certificate", peer, b->height);
+            LOG_W_LIMITED("sync: peer %u sent block %" PRIu64 " without a valid commit certificate", peer, b->height);
             return;
         }
         if (wire_cert_encode(&cert_bytes, &cert_len, seq, digest, &cert) != 0)
@@ -1020,13 +1014,13 @@ static void on_frame(uint32_t peer, const uint8_t *bytes, size_t len, void *ud)
         return;
     env = bex__envelope__unpack(NULL, len, bytes);
     if (env == NULL) {
-        LOG_W("p2p: peer %u sent a frame that is not an Envelope", peer);
+        LOG_W_LIMITED("p2p: peer %u sent a frame that is not an Envelope", peer);
         return;
     }
     switch (env->kind_case) {
     case BEX__ENVELOPE__KIND_HELLO:
         if (strcmp(env->hello->chain_id, n->gen.chain_id) != 0) {
-            LOG_W("p2p: peer %u is on chain %.64s", peer, env->hello->chain_id);
+            LOG_W_LIMITED("p2p: peer %u is on chain %.64s", peer, env->hello->chain_id);
             break;
         }
         n->peer_height[peer] = env->hello->height;
@@ -1106,8 +1100,14 @@ static void on_peer(uint32_t peer, bool up, void *ud)
 
 static void on_p2p_log(int level, const char *msg, void *ud)
 {
+    static struct log_limit warn_limit;
+
     (void)ud;
-    log_write(level == P2P_LOG_WARN ? LOG_WARN : LOG_INFO, "p2p: %s", msg);
+    /* A peer failing handshakes or sending garbage would otherwise write a line per connection. */
+    if (level == P2P_LOG_WARN)
+        log_write_limited(&warn_limit, LOG_WARN, "p2p: %s", msg);
+    else
+        log_write(LOG_INFO, "p2p: %s", msg);
 }
 
 /* ---------------------------------------------------------------- submit */
@@ -1197,6 +1197,15 @@ static bool behind_in_view(const struct node *n)
     return above >= n->gen.f + 1;
 }
 
+static void set_traffic_metrics(struct node *n)
+{
+    uint64_t in, out;
+
+    p2p_traffic(&n->p2p, &in, &out);
+    metrics_gauge_set(n->m.bytes_in, 0, (double)in);
+    metrics_gauge_set(n->m.bytes_out, 0, (double)out);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
@@ -1233,6 +1242,7 @@ static void on_tick(uv_timer_t *t)
     metrics_gauge_set(n->m.view, 0, (double)pbft_view(n->pbft));
     metrics_gauge_set(n->m.mempool_txs, 0, (double)mempool_count(n->mempool));
     metrics_gauge_set(n->m.mempool_bytes, 0, (double)mempool_bytes(n->mempool));
+    set_traffic_metrics(n);
 }
 
 /* ---------------------------------------------------------------- lifecycle */

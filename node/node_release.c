@@ -121,7 +121,7 @@ static void submit_own(struct node *n, const char *contract, const char *method,
     rc = node_submit(n, id, reason, sizeof reason, tx, tx_len);
 done:
     if (rc != 0)
-        LOG_W("release: %s.%s not submitted: %s %s", contract, method, bex_strerror(rc), reason);
+        LOG_W_LIMITED("release: %s.%s not submitted: %s %s", contract, method, bex_strerror(rc), reason);
     else
         LOG_I("release: submitted %s.%s (nonce %" PRIu64 ")", contract, method, next);
     free(tx);

@@ -139,8 +139,12 @@ static void count_reject(struct node *n, int rc)
         metrics_counter_inc(n->m.rejected, (size_t)label);
 }
 
-/* Submits one hex-encoded tx; on failure fills *err with a JSON-RPC error object. */
-static int submit_hex(struct node *n, uint8_t id[32], json_t **err, const char *hex)
+/*
+ * Submits one hex-encoded tx; on failure fills *err with a JSON-RPC error
+ * object {code, reason, message}, plus param (the name of the parameter the
+ * hex came in) when the hex does not decode.
+ */
+static int submit_hex(struct node *n, uint8_t id[32], json_t **err, const char *hex, const char *param)
 {
     size_t cap = strlen(hex) / 2 + 1, len;
     uint8_t *tx = malloc(cap);
@@ -152,8 +156,8 @@ static int submit_hex(struct node *n, uint8_t id[32], json_t **err, const char *
         return -BEX_ENOMEM;
     if (crypto_hex_decode(tx, cap, &len, hex) != 0) {
         free(tx);
-        *err = json_pack("{s:i, s:s, s:s}", "code", RPC_INVALID_PARAMS, "reason", "EDECODE", "message",
-                         "tx is not hex");
+        *err = json_pack("{s:i, s:s, s:s, s:s}", "code", RPC_INVALID_PARAMS, "reason", "EDECODE", "message",
+                         "not hex", "param", param);
         return -BEX_EDECODE;
     }
     memset(id, 0, 32);
@@ -184,14 +188,22 @@ static void m_submit(struct rpc_call *call, const json_t *params, void *ud)
 
     if (!params_ok(call, params, names, 1) || rpc_param_string(call, &hex, params, "tx", RPC_REQUIRED) != 0)
         return;
-    if (submit_hex(n, id, &err, hex) != 0) {
+    if (submit_hex(n, id, &err, hex, "tx") != 0) {
         json_t *code = json_object_get(err, "code");
         int c = code ? (int)json_integer_value(code) : RPC_TX_REJECTED;
         const char *msg = json_string_value(json_object_get(err, "message"));
         char text[200];
 
-        snprintf(text, sizeof text, "transaction rejected: %s", msg ? msg : "");
-        rpc_reply_error(call, c, text, json_pack("{s:O}", "reason", json_object_get(err, "reason")));
+        /* Bytes that are not hex are invalid params, named like every other invalid param. */
+        if (c == RPC_INVALID_PARAMS) {
+            snprintf(text, sizeof text, "invalid params: 'tx' is %s", msg ? msg : "malformed");
+            rpc_reply_error(call, c, text,
+                            json_pack("{s:O, s:O}", "param", json_object_get(err, "param"), "reason",
+                                      json_object_get(err, "reason")));
+        } else {
+            snprintf(text, sizeof text, "transaction rejected: %s", msg ? msg : "");
+            rpc_reply_error(call, c, text, json_pack("{s:O}", "reason", json_object_get(err, "reason")));
+        }
         json_decref(err);
         return;
     }
@@ -215,11 +227,11 @@ static void m_submit_batch(struct rpc_call *call, const json_t *params, void *ud
         json_t *err;
 
         if (hex == NULL) {
-            json_array_append_new(results, json_pack("{s:{s:i, s:s, s:s}}", "error", "code", RPC_INVALID_PARAMS,
-                                                     "reason", "EINVAL", "message", "not a string"));
+            json_array_append_new(results, json_pack("{s:{s:i, s:s, s:s, s:s}}", "error", "code", RPC_INVALID_PARAMS,
+                                                     "reason", "EINVAL", "message", "not a string", "param", "txs"));
             continue;
         }
-        if (submit_hex(n, id, &err, hex) != 0)
+        if (submit_hex(n, id, &err, hex, "txs") != 0)
             json_array_append_new(results, json_pack("{s:o}", "error", err));
         else
             json_array_append_new(results, json_pack("{s:o}", "id", hex_json(id, 32)));
@@ -690,25 +702,29 @@ static void m_history(struct rpc_call *call, const json_t *params, void *ud)
 
 /* ---------------------------------------------------------------- health */
 
-static bool health(char *reason, size_t reason_size, void *ud)
+static bool health(struct rpc_health *out, void *ud)
 {
     struct node *n = ud;
     uint32_t up = p2p_peer_count(&n->p2p) + 1, q = pbft_quorum(n->gen.nodes_n);
 
+    out->has_chain = true;
+    out->height = ledger_height(n->ledger);
+    out->view = pbft_view(n->pbft);
     if (n->store_failed) {
-        snprintf(reason, reason_size, "store refuses writes: %s", n->store_err);
+        snprintf(out->reason, sizeof out->reason, "store refuses writes: %.230s", n->store_err);
         return false;
     }
     if (n->catching_up) {
-        snprintf(reason, reason_size, "catching up: height %" PRIu64 " of %" PRIu64, ledger_height(n->ledger),
+        snprintf(out->reason, sizeof out->reason, "catching up: height %" PRIu64 " of %" PRIu64, out->height,
                  n->fetch_target);
         return false;
     }
     if (up < q) {
-        snprintf(reason, reason_size, "connected to %u of %u nodes; consensus needs %u", up, n->gen.nodes_n, q);
+        snprintf(out->reason, sizeof out->reason, "connected to %u of %u nodes; consensus needs %u", up,
+                 n->gen.nodes_n, q);
         return false;
     }
-    snprintf(reason, reason_size, "height %" PRIu64 ", view %" PRIu64, ledger_height(n->ledger), pbft_view(n->pbft));
+    snprintf(out->reason, sizeof out->reason, "height %" PRIu64 ", view %" PRIu64, out->height, out->view);
     return true;
 }
 

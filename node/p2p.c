@@ -1511,6 +1511,18 @@ void p2p_stats(const struct p2p *p, struct p2p_stats *out)
     out->inbound_pending = p->inbound_pending;
 }
 
+void p2p_traffic(const struct p2p *p, uint64_t *bytes_in, uint64_t *bytes_out)
+{
+    BEX_ASSERT(p != NULL);
+    BEX_ASSERT(bytes_in != NULL && bytes_out != NULL);
+    *bytes_in = p->unknown.bytes_in;
+    *bytes_out = p->unknown.bytes_out;
+    for (uint32_t i = 0; i < P2P_PEERS_MAX; i++) {
+        *bytes_in += p->peers[i].stats.bytes_in;
+        *bytes_out += p->peers[i].stats.bytes_out;
+    }
+}
+
 const char *p2p_error(const struct p2p *p)
 {
     BEX_ASSERT(p != NULL);

@@ -270,6 +270,13 @@ bool p2p_peer_up(const struct p2p *p, uint32_t peer);
 /* Copies the statistics into `out`. */
 void p2p_stats(const struct p2p *p, struct p2p_stats *out);
 
+/*
+ * Sets *bytes_in and *bytes_out to the TLS bytes received from and written
+ * to all links since p2p_init(), unidentified inbound links included: the
+ * sums of bytes_in and bytes_out over p2p_stats(). Cheap enough for a tick.
+ */
+void p2p_traffic(const struct p2p *p, uint64_t *bytes_in, uint64_t *bytes_out);
+
 /* Returns the text of the last configuration or start-up error ("" if none). */
 const char *p2p_error(const struct p2p *p);
 

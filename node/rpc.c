@@ -651,12 +651,13 @@ static void serve_rpc(struct rpc_conn *c, bool close_after)
 static void serve_health(struct rpc_conn *c, bool close_after)
 {
     struct rpc *r = c->rpc;
-    char reason[RPC_HEALTH_REASON_BYTES] = "";
+    struct rpc_health h;
     bool ok = true;
 
+    memset(&h, 0, sizeof(h));
     if (r->health) {
-        ok = r->health(reason, sizeof(reason), r->health_user);
-        reason[sizeof(reason) - 1] = '\0';
+        ok = r->health(&h, r->health_user);
+        h.reason[sizeof(h.reason) - 1] = '\0';
     }
     struct rpc_exchange *ex = exchange_new(c, 0, close_after);
     if (!ex) {
@@ -664,7 +665,13 @@ static void serve_health(struct rpc_conn *c, bool close_after)
         return;
     }
     json_t *o = json_pack("{s:s,s:o}", "status", ok ? "ok" : "unavailable", "reason",
-                          text_json(reason));
+                          text_json(h.reason));
+    if (o && h.has_chain &&
+        (json_object_set_new(o, "height", json_integer((json_int_t)h.height)) != 0 ||
+         json_object_set_new(o, "view", json_integer((json_int_t)h.view)) != 0)) {
+        json_decref(o);
+        o = NULL;
+    }
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     exchange_ready(ex, body ? (ok ? 200 : 503) : 500, "application/json", body,

@@ -3,9 +3,10 @@
  *
  * Endpoints:
  *   POST /         JSON-RPC 2.0: one request object or a batch (array).
- *   GET  /health   200 {"status":"ok","reason":...} or
- *                  503 {"status":"unavailable","reason":...} from the node's
- *                  health callback (always ok when none is set).
+ *   GET  /health   200 {"status":"ok","reason":...,"height":H,"view":V} or
+ *                  503 {"status":"unavailable","reason":...,"height":H,
+ *                  "view":V} from the node's health callback (height and
+ *                  view when it sets them; always ok when none is set).
  *   GET  /metrics  Prometheus text of the registry given in the config
  *                  (404 when there is none).
  * Another path is 404, another method on a known path 405 (with Allow).
@@ -146,12 +147,20 @@ typedef void (*rpc_handler_fn)(struct rpc_call *call, const json_t *params, void
  */
 typedef void (*rpc_cancel_fn)(struct rpc_call *call, void *user_data);
 
+/* What the health callback reports; GET /health answers with these fields. */
+struct rpc_health {
+    char reason[RPC_HEALTH_REASON_BYTES]; /* NUL-terminated, e.g. "height 42" or "syncing" */
+    bool has_chain;                       /* height and view below are set */
+    uint64_t height;                      /* last executed block */
+    uint64_t view;                        /* current consensus view */
+};
+
 /*
  * The node's health: returns true when the node serves requests (synced,
- * store writable), false otherwise, and writes a short NUL-terminated reason
- * (at most reason_size bytes) either way, e.g. "height 42" or "syncing".
+ * store writable), false otherwise, and fills *out either way (it starts
+ * zeroed, with an empty reason).
  */
-typedef bool (*rpc_health_fn)(char *reason, size_t reason_size, void *user_data);
+typedef bool (*rpc_health_fn)(struct rpc_health *out, void *user_data);
 
 struct rpc_method {
     char name[RPC_METHOD_BYTES_MAX];

@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 enum { DB_BLOCKS, DB_CERTS, DB_RECEIPTS, DB_STATE, DB_HISTORY, DB_META, DB_PBFT, DB_COUNT };
@@ -40,6 +42,8 @@ static const char *const db_names[DB_COUNT] = {
 #define LOCK_FILE "store.lock"
 #define MSG_BYTES 256
 #define WHAT_BYTES 48
+/* An I/O error with less room than this left on the disk or under the file size limit is a full disk. */
+#define DISK_FULL_SLACK_BYTES (8u << 20)
 
 struct store {
     MDB_env *env;
@@ -176,8 +180,12 @@ static const char *lmdb_text(int rc)
         return "map full";
     case MDB_TXN_FULL:
         return "block too large for one transaction";
+    case ENOSPC:
+        return "disk full (no space left on device)";
+    case EDQUOT:
+        return "disk full (disk quota exceeded)";
     case EFBIG:
-        return "file size limit reached";
+        return "disk full (file size limit reached)";
     default:
         return mdb_strerror(rc);
     }
@@ -207,8 +215,41 @@ static int fail(struct store *s, int code, const char *fmt, ...)
     return code;
 }
 
+/*
+ * LMDB reports a write the kernel cut short as EIO, and a filling disk or a
+ * file size limit (RLIMIT_FSIZE) usually cuts the last write short rather
+ * than refusing it whole. Returns true, with the cause in why, when the data
+ * file is at the process's file size limit or its filesystem is (almost)
+ * out of space, so the failure is a full disk and not a failing one.
+ */
+static bool disk_full_cause(struct store *s, char *why, size_t why_size)
+{
+    mdb_filehandle_t fd;
+    struct rlimit lim;
+    struct statvfs vfs;
+    struct stat sb;
+
+    if (s->env == NULL || mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &sb) != 0)
+        return false;
+    if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)sb.st_size + DISK_FULL_SLACK_BYTES >= (uint64_t)lim.rlim_cur) {
+        snprintf(why, why_size, "disk full (file size limit of %llu bytes reached)",
+                 (unsigned long long)lim.rlim_cur);
+        return true;
+    }
+    if (fstatvfs(fd, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < DISK_FULL_SLACK_BYTES) {
+        snprintf(why, why_size, "disk full (%llu KiB free)", (unsigned long long)vfs.f_bavail * vfs.f_frsize / 1024);
+        return true;
+    }
+    return false;
+}
+
 static int fail_lmdb(struct store *s, int rc, const char *what)
 {
+    char why[96];
+
+    if (rc == EIO && disk_full_cause(s, why, sizeof why))
+        return fail(s, -BEX_ENOSPC, "store: %s: %s", what, why);
     return fail(s, lmdb_code(rc), "store: %s: %s", what, lmdb_text(rc));
 }
 

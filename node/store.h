@@ -43,9 +43,11 @@
  *   -BEX_ENOSPC    the disk (or quota, or file size limit) refused a write.
  *   -BEX_EIO       the operating system reported an I/O error, or LMDB
  *                  declared the environment unusable (MDB_PANIC). LMDB
- *                  also reports a write cut short as EIO, and a filling
- *                  disk usually cuts the last write short: check free
- *                  space on either code.
+ *                  also reports a write cut short as EIO; when the data
+ *                  file is then at the file size limit or its filesystem
+ *                  has less than 8 MiB free, the store reports
+ *                  -BEX_ENOSPC instead. Every -BEX_ENOSPC message says
+ *                  "disk full".
  *   -BEX_ECORRUPT  LMDB or the store found inconsistent data on disk.
  *
  * -BEX_ENOSPC, -BEX_EIO and -BEX_ECORRUPT are cleared only by store_close()

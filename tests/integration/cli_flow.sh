@@ -74,18 +74,25 @@ tls() {
         openssl pkey -in "$1" -passin pass:pw -pubout -outform DER | tail -c 32 | od -An -tx1 | tr -d ' \n'
 }
 
-# Free ports: p2p at base..base+3, RPC at base+100..base+103. Other tests may
-# run networks at the same time, so skip bases with a port in use.
-in_use() {
-    command -v ss >/dev/null || return 1
-    ss -ltnH 2>/dev/null | awk '{print $4}' | grep -qE ":($1|$(($1 + 1))|$(($1 + 2))|$(($1 + 3))|$(($1 + 100))|$(($1 + 101))|$(($1 + 102))|$(($1 + 103)))\$"
+# Free ports: bexctl testnet init picks them (the kernel chooses each, with
+# all eight sockets open at once, so they are distinct and not in use by
+# other networks on this machine). Only its ports are used; its keys and
+# configs are removed.
+"$BEXCTL" testnet init --dir "$dir/ports" --nodes 4 --json >"$dir/ports.json" 2>"$dir/ports.err" || {
+    echo "FAIL: bexctl testnet init could not pick ports: $(cat "$dir/ports.err")"
+    exit 1
 }
-base=$((20000 + $$ % 20000))
-tries=0
-while in_use "$base" && [ "$tries" -lt 50 ]; do
-    base=$((20000 + (base - 20000 + 211) % 40000))
-    tries=$((tries + 1))
+rm -rf "$dir/ports"
+i=0
+for pair in $(jq -r '.nodes[] | "\(.p2p | sub(".*:"; "")),\(.rpc | sub(".*:"; ""))"' "$dir/ports.json"); do
+    printf '%s\n' "$pair" | grep -qE '^[0-9]+,[0-9]+$' || {
+        echo "FAIL: bexctl testnet init gave no ports: $(cat "$dir/ports.json")"
+        exit 1
+    }
+    eval "p2p_$i=${pair%,*} rpc_$i=${pair#*,}"
+    i=$((i + 1))
 done
+[ "$i" -eq 4 ] || { echo "FAIL: bexctl testnet init gave $i nodes' ports: $(cat "$dir/ports.json")"; exit 1; }
 ids="city.traffic city.police city.tax state.health"
 roles="traffic police finance health"
 agencies=""
@@ -93,6 +100,7 @@ nodes=""
 i=0
 for id in $ids; do
     n="$dir/n$i"
+    eval "p2p=\$p2p_$i rpc=\$rpc_$i"
     mkdir -p "$n"
     role=$(echo "$roles" | cut -d' ' -f$((i + 1)))
     officers=""
@@ -112,10 +120,10 @@ for id in $ids; do
     agencies="$agencies${agencies:+,
 }    {\"id\": \"$id\", \"name\": \"$id\", \"roles\": [\"$role\"], \"officers\": [$officers], \"threshold\": $threshold, \"enc_key\": \"$enc\"}"
     nodes="$nodes${nodes:+,
-}    {\"agency\": \"$id\", \"node_key\": \"$node\", \"tls_key\": \"$tlspub\", \"address\": \"127.0.0.1:$((base + i))\"}"
+}    {\"agency\": \"$id\", \"node_key\": \"$node\", \"tls_key\": \"$tlspub\", \"address\": \"127.0.0.1:$p2p\"}"
     cat >"$n/node.json" <<EOF
-{"genesis": "../genesis.json", "node_index": $i, "data_dir": "data", "listen": "127.0.0.1:$((base + i))",
- "rpc": "127.0.0.1:$((base + 100 + i))", "node_key": "node.key", "tls_key": "tls.pem", "enc_key": "enc.key",
+{"genesis": "../genesis.json", "node_index": $i, "data_dir": "data", "listen": "127.0.0.1:$p2p",
+ "rpc": "127.0.0.1:$rpc", "node_key": "node.key", "tls_key": "tls.pem", "enc_key": "enc.key",
  "passphrase_file": "../pass", "log_level": "warn"}
 EOF
     i=$((i + 1))
@@ -134,10 +142,11 @@ for i in 0 1 2 3; do
     "$BEXD" --config "$dir/n$i/node.json" 2>"$dir/n$i/log" &
     pids="$pids $!"
 done
-N0="http://127.0.0.1:$((base + 100))"
-N1="http://127.0.0.1:$((base + 101))"
-N2="http://127.0.0.1:$((base + 102))"
-for url in "$N0" "$N1" "$N2" "http://127.0.0.1:$((base + 103))"; do
+N0="http://127.0.0.1:$rpc_0"
+N1="http://127.0.0.1:$rpc_1"
+N2="http://127.0.0.1:$rpc_2"
+N3="http://127.0.0.1:$rpc_3"
+for url in "$N0" "$N1" "$N2" "$N3"; do
     if ! until_ok 20 --node "$url" status; then
         echo "FAIL: node $url did not come up"
         for i in 0 1 2 3; do sed "s/^/  n$i: /" "$dir/n$i/log" | tail -5; done
@@ -249,7 +258,7 @@ has "audit since" '"more": true'
 
 # ---- one node down: f = 1, writes still commit ----
 kill "$(echo $pids | cut -d' ' -f4)"
-run 4 "stopped node" --node "http://127.0.0.1:$((base + 103))" status
+run 4 "stopped node" --node "$N3" status
 run 0 "write with a node down" --node "$N2" $P0 grant request "$VEH" --fields owner --purpose audit \
     --expires 1 --timeout 60
 run 0 "tx of that write" --node "$N0" tx "$(sed -n 's/^tx \([0-9a-f]*\) committed.*/\1/p' "$dir/out")"

@@ -10,8 +10,9 @@
 #
 # Where no filesystem can be mounted the test says SKIPPED for the tmpfs and
 # runs the same checks with node 3 under RLIMIT_FSIZE instead (writes past
-# the limit fail with EFBIG; SIGXFSZ is ignored), restarting it without the
-# limit. DISKFULL_MODE=fsize chooses that way even where mounting works.
+# the limit fail with EFBIG; bexd itself ignores SIGXFSZ, so the shell does
+# not), restarting it without the limit. Either way the store error must say
+# the disk is full. DISKFULL_MODE=fsize chooses that way even where mounting works.
 set -u
 sk_root=$(CDPATH='' cd -- "$(dirname -- "$0")/../.." && pwd -P)
 # shellcheck source=scripts/soak_lib.sh
@@ -47,7 +48,7 @@ if [ "$mode" = fsize ]; then
     case $unit in
     '' | *[!0-9]*) unit=512 ;;
     esac
-    SK_PRE="trap '' XFSZ; ulimit -f $((12 * 1024 * 1024 / unit))"
+    SK_PRE="ulimit -f $((12 * 1024 * 1024 / unit))"
     echo "node3 runs with a file size limit of 12 MiB (ulimit -f $((12 * 1024 * 1024 / unit)))"
 fi
 sk_start 3 || exit 1
@@ -69,7 +70,7 @@ load=$!
 sk_track "$load"
 
 if sk_wait 40 sk_refusing 3; then
-    sk_check_refusal 3 'no space left|disk full|ENOSPC|file size limit|EFBIG'
+    sk_check_refusal 3 'disk full'
     pid=$(sk_pid 3) || sk_fail "node3 is not running while its disk is full"
 else
     sk_fail "node3 did not report a full disk within 40s (data: $(du -sh "$data" | cut -f 1))"

@@ -6,13 +6,15 @@
 # and stop at its height while the other three keep committing. Restarted
 # with a larger map it must catch up to the same height, state root and block
 # hash, with a whole chain (no half-written block) and every tx the RPC
-# acknowledged.
+# acknowledged. A refusing node sees every proposal as out of reach: its log
+# must stay rate-limited (a few such lines per 10 s, not one per proposal).
 set -u
 sk_root=$(CDPATH='' cd -- "$(dirname -- "$0")/../.." && pwd -P)
 # shellcheck source=scripts/soak_lib.sh
 . "$sk_root/scripts/soak_lib.sh"
 
 sk_setup mapfull
+started=$(sk_now)
 sk_init 4 || exit 1
 cfg=$TESTNET_DIR/node3/node.json
 sed -i 's/"map_size_mb": *[0-9]*/"map_size_mb": 16/' "$cfg"
@@ -50,6 +52,12 @@ sk_signal 3 TERM 10
 sed -i 's/"map_size_mb": *16/"map_size_mb": 256/' "$cfg"
 sk_start 3 || sk_fail "node3 did not restart"
 sk_check_recovery 3 "$SK_WORK/acked.txt"
+
+# At most 5 lines per 10 s window for each of the two runs of node 3.
+invalid=$(grep -c 'invalid proposal' "$TESTNET_DIR/node3/bexd.log")
+allowed=$((5 * (($(sk_now) - started) / 10 + 2)))
+echo "node3 logged $invalid invalid-proposal lines (at most $allowed allowed)"
+[ "$invalid" -le "$allowed" ] || sk_fail "node3 logged $invalid invalid-proposal lines, more than $allowed"
 
 if [ "$sk_failures" -ne 0 ]; then
     sk_tail 3 30

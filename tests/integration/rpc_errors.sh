@@ -99,7 +99,10 @@ expect "state.query unknown field" "$(req state.query '{"contract":"agency","que
     '.error.code == -32602 and .error.data.reason == "EDECODE"'
 expect "state.query unknown query" "$(req state.query '{"contract":"agency","query":"drop"}')" \
     '.error.code == -32601 or .error.code == -32602'
-expect "tx not hex" "$(req tx.submit '{"tx":"xyz"}')" '.error.code == -32602 or .error.data.reason == "EDECODE"'
+expect "tx not hex" "$(req tx.submit '{"tx":"xyz"}')" \
+    '.error.code == -32602 and .error.data.param == "tx" and .error.data.reason == "EDECODE"'
+expect "txs element not hex or not a string" "$(req tx.submit_batch '{"txs":["xyz",5]}')" \
+    '[.result.results[].error | .code == -32602 and .param == "txs"] == [true, true]'
 expect "tx not a bex.Tx" "$(req tx.submit '{"tx":"00ff"}')" '.error.code == -32001 and .error.data.reason == "EDECODE"'
 
 # ---- not found

@@ -259,9 +259,11 @@ r=$(call "$U0" history '{"key":"no/such/key"}')
 jt "history of an unknown key" "$r" '.result == {"entries": [], "more": false}'
 
 # ---- GET /health and GET /metrics
+h0=$(call "$U0" status '{}' | jq .result.height)
 code=$(curl -sS -o "$IT_DIR/health" -w '%{http_code}' "$U0/health")
 it_eq "GET /health" "$code" 200
-jt "health body" "$(cat "$IT_DIR/health")" '.status == "ok"'
+jt "health body" "$(cat "$IT_DIR/health")" ".status == \"ok\" and (.reason | type) == \"string\" and
+    (.height | type) == \"number\" and .height >= $h0 and .height >= 1 and .view == 0"
 curl -sS -D "$IT_DIR/metrics.h" -o "$IT_DIR/metrics" "$U0/metrics" || it_fail "GET /metrics"
 it_match "metrics content type" "$(cat "$IT_DIR/metrics.h")" "^Content-Type: text/plain"
 m=$(cat "$IT_DIR/metrics")

@@ -742,7 +742,20 @@ static void p2p_three_nodes_exchange_both_ways(void **state)
     }
     for (uint32_t i = 0; i < 3; i++) {
         struct p2p_stats st;
+        uint64_t in = 0, out = 0, sum_in, sum_out;
+
         p2p_stats(&ns[i]->p, &st);
+        p2p_traffic(&ns[i]->p, &in, &out);
+        sum_in = st.unknown.bytes_in;
+        sum_out = st.unknown.bytes_out;
+        for (uint32_t j = 0; j < P2P_PEERS_MAX; j++) {
+            sum_in += st.peer[j].bytes_in;
+            sum_out += st.peer[j].bytes_out;
+        }
+        assert_true(in > 0);
+        assert_true(out > 0);
+        assert_int_equal(in, sum_in);
+        assert_int_equal(out, sum_out);
         assert_int_equal(st.peers_up, 2);
         assert_int_equal(ns[i]->frames, 2);
         for (uint32_t j = 0; j < 3; j++) {

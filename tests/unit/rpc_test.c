@@ -184,11 +184,14 @@ static void m_big(struct rpc_call *call, const json_t *params, void *ud)
     free(s);
 }
 
-static bool health(char *reason, size_t reason_size, void *ud)
+static bool health(struct rpc_health *out, void *ud)
 {
     (void)ud;
     bool ok = atomic_load(&S.health_ok) != 0;
-    snprintf(reason, reason_size, "%s", ok ? "height 7" : "syncing");
+    snprintf(out->reason, sizeof(out->reason), "%s", ok ? "height 7" : "syncing");
+    out->has_chain = true;
+    out->height = 7;
+    out->view = 2;
     return ok;
 }
 
@@ -1011,11 +1014,11 @@ static void rpc_health_reports_ok_and_unavailable(void **state)
     char args[256];
     snprintf(args, sizeof(args), "-w ' %%{http_code}' http://127.0.0.1:%u/health", S.port);
     char *out = curl(args);
-    assert_string_equal(out, "{\"status\":\"ok\",\"reason\":\"height 7\"} 200");
+    assert_string_equal(out, "{\"status\":\"ok\",\"reason\":\"height 7\",\"height\":7,\"view\":2} 200");
     free(out);
     atomic_store(&S.health_ok, 0);
     out = curl(args);
-    assert_string_equal(out, "{\"status\":\"unavailable\",\"reason\":\"syncing\"} 503");
+    assert_string_equal(out, "{\"status\":\"unavailable\",\"reason\":\"syncing\",\"height\":7,\"view\":2} 503");
     free(out);
     server_stop();
 }

@@ -1,0 +1,41 @@
+#!/bin/sh
+# GET /metrics reports the node's peer-to-peer traffic: bex_p2p_bytes_in and
+# bex_p2p_bytes_out reach at least the sums of bytes_in and bytes_out that
+# the peers RPC lists (read just before; the node refreshes the gauges every
+# tick, so the test polls briefly), and they grow with traffic.
+. "$(dirname "$0")/lib.sh"
+
+it_setup rpc_metrics_p2p
+it_net 4
+it_start_all
+U=$(it_url 0)
+it_load 0 200 --wait --timeout 20 >"$IT_DIR/load.out" 2>&1 || it_die "bexload: $(cat "$IT_DIR/load.out")"
+
+# Sets bin and bout from GET /metrics.
+read_metrics() {
+    m=$(curl -sS "$U/metrics")
+    bin=$(printf '%s\n' "$m" | sed -n 's/^bex_p2p_bytes_in //p')
+    bout=$(printf '%s\n' "$m" | sed -n 's/^bex_p2p_bytes_out //p')
+    bin=${bin%.*}
+    bout=${bout%.*}
+}
+
+# Succeeds once both gauges are at least $1 and $2.
+metrics_reach() {
+    read_metrics
+    [ "${bin:-0}" -ge "$1" ] && [ "${bout:-0}" -ge "$2" ]
+}
+
+sums=$(it_rpc_result "$U" peers '{}' '"\([.peers[].bytes_in] | add) \([.peers[].bytes_out] | add)"')
+sin=${sums% *}
+sout=${sums#* }
+[ "$sin" -gt 0 ] && [ "$sout" -gt 0 ] || it_die "peers lists no traffic: $sums"
+it_wait 5 "bex_p2p_bytes_in >= $sin and bex_p2p_bytes_out >= $sout" metrics_reach "$sin" "$sout"
+it_log "peers: in+out $sums; metrics: in $bin, out $bout"
+first_in=$bin
+first_out=$bout
+
+it_load 0 50 --wait --timeout 20 >"$IT_DIR/load2.out" 2>&1 || it_die "bexload: $(cat "$IT_DIR/load2.out")"
+it_wait 5 "the gauges grow with traffic" metrics_reach $((first_in + 1)) $((first_out + 1))
+it_log "after 50 more txs: in $bin, out $bout"
+it_done
