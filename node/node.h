@@ -73,6 +73,8 @@ struct node_waiter {
 struct node_metrics {
     struct metrics_family *height, *view, *view_changes, *committed_txs, *mempool_txs, *mempool_bytes, *peers,
         *bytes_in, *bytes_out, *rejected, *commit_latency, *blocks;
+    /* Misbehaviour seen from peers: refused proposals, engine drops, dropped links (by reason). */
+    struct metrics_family *proposals_refused, *pbft_dropped, *p2p_disconnects;
 };
 
 struct node {
@@ -134,6 +136,8 @@ struct node {
     bool remark;            /* a view changed: re-mark in-flight txs before proposing */
     uint64_t last_hello_ms; /* last HELLO broadcast (heights for catch-up) */
     uint64_t sweeps;        /* HELLO rounds, every fifth sweeps the release service */
+    uint64_t refused_log_ms; /* last warning about a refused proposal (rate limit) */
+    uint32_t refused_quiet;  /* refusals not logged since */
 };
 
 /* Starts a node from its config file; err says what is wrong on failure. */
