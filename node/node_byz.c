@@ -16,7 +16,7 @@
 #define REPLAY_PER_TICK 3
 #define VC_EVERY_MS 20
 #define BAD_EVERY_MS 250
-#define REPORT_EVERY_MS 5000
+#define REPORT_EVERY_MS 1000
 #define GARBAGE_BYTES 200
 #define CLOCK_OFFSET_MAX_MS (10ll * 366 * 24 * 3600 * 1000) /* ten years either way */
 
@@ -159,6 +159,8 @@ static bool equivocate(struct node *n, uint32_t to, const struct pbft_msg *m, co
             byz.sent[BYZ_EQUIVOCATE]++;
         }
     }
+    LOG_I("byz: equivocating in view %" PRIu64 " at seq %" PRIu64 ": digest %02x%02x.. to even peers, %02x%02x.. to odd",
+          m->vote.view, m->vote.seq, m->vote.digest[0], m->vote.digest[1], other.vote.digest[0], other.vote.digest[1]);
 done:
     free(bytes);
     bex__block_proposal__free_unpacked(bp, NULL);
