@@ -245,7 +245,7 @@ static struct node_proposal *prop_add(struct node *n, const uint8_t digest[PBFT_
 /*
  * Checks a proposal from a peer before this replica may prepare it: it
  * decodes, is of this chain, its height is within reach, its time is not
- * too far ahead of this node's clock (blocktime.h), it respects the block
+ * too far from this node's clock (blocktime.h), it respects the block
  * limits, and every tx carries valid signatures of its sender's keys.
  * *label says which bex_proposals_refused_total series a refusal counts in.
  */
@@ -253,7 +253,7 @@ static int prop_validate(struct node *n, uint64_t *height, int *label, const uin
                          size_t why_n)
 {
     Bex__BlockProposal *p;
-    uint64_t h = ledger_height(n->ledger), ahead;
+    uint64_t h = ledger_height(n->ledger), ahead, behind;
     int rc = 0;
 
     *label = REFUSED_INVALID;
@@ -276,9 +276,10 @@ static int prop_validate(struct node *n, uint64_t *height, int *label, const uin
     } else if (p->n_txs > n->gen.consensus.block_txs_max) {
         snprintf(why, why_n, "%zu txs", p->n_txs);
         rc = -BEX_ELIMIT;
-    } else if (blocktime_check(&ahead, p->time_ms, node_now_ms(n), n->cfg.limits.clock_skew_max_ms) != 0) {
-        snprintf(why, why_n, "its time is %" PRIu64 " ms ahead of this node's clock (limit %u ms)", ahead,
-                 n->cfg.limits.clock_skew_max_ms);
+    } else if (blocktime_check(&ahead, &behind, p->time_ms, node_now_ms(n), n->cfg.limits.clock_skew_max_ms,
+                               p->view == pbft_view(n->pbft)) != 0) {
+        snprintf(why, why_n, "its time is %" PRIu64 " ms %s this node's clock (limit %u ms)", ahead ? ahead : behind,
+                 ahead ? "ahead of" : "behind", n->cfg.limits.clock_skew_max_ms);
         *label = REFUSED_CLOCK;
         rc = -BEX_ELIMIT;
     }

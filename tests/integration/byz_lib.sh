@@ -34,25 +34,32 @@ byz_honest_connected() {
     done
 }
 
-# byz_net N K KINDS [CLOCK_OFFSET_MS]: an N-node network where node K runs
-# bexd-byz with BEX_BYZ=KINDS and the others are honest; waits until the
-# honest nodes are connected to each other and node K said what it does.
+# byz_net N K KINDS [CLOCK_OFFSET_MS]: lays out an N-node network (it_net)
+# and starts it with byz_start_net.
 byz_net() {
     it_net "$1"
-    BYZ_NODE=$2
+    byz_start_net "$2" "$3" "${4:-0}"
+}
+
+# byz_start_net K KINDS [CLOCK_OFFSET_MS]: starts the network of it_net, node
+# K as bexd-byz with BEX_BYZ=KINDS and the others honest; waits until the
+# honest nodes are connected to each other and node K said what it does.
+byz_start_net() {
+    BYZ_NODE=$1
     BYZ_HONEST=""
     for _k in $(it_all); do
-        if [ "$_k" -eq "$2" ]; then
-            byz_start "$_k" "$3" "${4:-0}"
+        if [ "$_k" -eq "$1" ]; then
+            byz_start "$_k" "$2" "${3:-0}"
         else
             it_start "$_k"
             BYZ_HONEST="$BYZ_HONEST $_k"
         fi
     done
     it_wait 30 "the honest nodes connected to each other" byz_honest_connected || exit 1
+    _kinds=$2
     it_wait 10 "bexd-byz announcing its misbehaviours" \
-        grep -q "deliberately faulty node for tests: misbehaviours ${3:-none}" "$(it_logfile "$2")" || exit 1
-    it_log "$1 nodes up, node$2 is bexd-byz (BEX_BYZ=$3, clock offset ${4:-0} ms)"
+        grep -q "deliberately faulty node for tests: misbehaviours ${_kinds:-none}" "$(it_logfile "$1")" || exit 1
+    it_log "$IT_N nodes up, node$1 is bexd-byz (BEX_BYZ=$2, clock offset ${3:-0} ms)"
 }
 
 # byz_honest_urls: the RPC URLs of the honest nodes, comma-separated.
