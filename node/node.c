@@ -1383,8 +1383,8 @@ static int open_metrics(struct node *n)
     static const char *reasons[] = {"ELIMIT", "EDECODE", "ECHAIN", "EUNKNOWN", "ESIG", "ENONCE", "EFULL", "OTHER"};
     static const char *refusals[] = {[REFUSED_CLOCK] = "clock", [REFUSED_INVALID] = "invalid"};
     /* In the order of refresh_fault_metrics(). */
-    static const char *drops[] = {"malformed", "non_member",      "bad_sig",      "wrong_primary",
-                                  "old_view",  "future_full",     "window",       "conflict",
+    static const char *drops[] = {"malformed", "non_member", "bad_sig",         "wrong_primary",
+                                  "old_view",  "future_full", "window",         "conflict",
                                   "bad_view_change", "bad_new_view", "duplicate"};
     const char *links[P2P_REASON_COUNT];
     struct {
@@ -1411,7 +1411,7 @@ static int open_metrics(struct node *n)
           BEX_ARRAY_LEN(sizes)}},
         {&n->m.proposals_refused,
          {METRICS_COUNTER, "bex_proposals_refused_total",
-          "Block proposals refused, by reason (clock: time too far ahead of this node's clock).", "reason", refusals,
+          "Block proposals refused, by reason (clock: time too far from this node's clock).", "reason", refusals,
           BEX_ARRAY_LEN(refusals), NULL, 0}},
         {&n->m.pbft_dropped,
          {METRICS_COUNTER, "bex_pbft_dropped_total", "Consensus messages the engine refused, by reason.", "reason",
