@@ -77,11 +77,12 @@ byz_first_honest() {
     echo "$1"
 }
 
-# byz_all_alive: no honest node has exited.
+# byz_all_alive: no node has exited (bexd-byz included: a crash there is a bug too).
 byz_all_alive() {
     for _k in $BYZ_HONEST; do
         it_running "$_k" || it_fail "honest node$_k exited"
     done
+    it_running "$BYZ_NODE" || it_fail "bexd-byz (node$BYZ_NODE) exited"
 }
 
 # byz_load [COUNT] [RATE] [MIN_BLOCKS]: bexload offers COUNT txs (scaled
