@@ -25,7 +25,8 @@ endif
 CPPFLAGS := -Icommon -Iconsensus -Icontracts -Inode -I$(B)/proto -MMD -MP
 
 MAINS := node/bexd.c node/bexctl.c
-LIB_SRC := $(filter-out $(MAINS),$(wildcard common/*.c consensus/*.c contracts/*.c node/*.c))
+BYZ_ONLY := node/node_byz.c
+LIB_SRC := $(filter-out $(MAINS) $(BYZ_ONLY),$(wildcard common/*.c consensus/*.c contracts/*.c node/*.c))
 LIB_OBJ := $(B)/proto/bex.pb-c.o $(LIB_SRC:%.c=$(B)/%.o)
 LIB := $(B)/libbex.a
 
@@ -39,7 +40,7 @@ SEEDS ?= 200
 
 .SECONDARY:
 .PHONY: all test sim demo bench bench-scale soak fuzz lint clean deps help
-all: deps $(B)/bexd $(B)/bexctl
+all: deps $(B)/bexd $(B)/bexctl $(B)/bexd-byz
 
 help:
 	@echo "make            build build/bexd, build/bexctl, build/libbex.a"
@@ -74,6 +75,22 @@ $(B)/bexd: $(B)/node/bexd.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
 
 $(B)/bexctl: $(B)/node/bexctl.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
+
+# bexd-byz: a deliberately faulty bexd for the byzantine tests (node/node_byz.h).
+# The files with BEX_BYZANTINE hooks are compiled a second time with the
+# define into $(B)/byz/ and linked ahead of libbex.a, so the linker takes
+# them instead of the library's honest copies; node_byz.c is in no library.
+# bexd and libbex.a therefore contain none of the faulty code. The hooks add
+# no fields to shared structs, so both copies agree on every layout.
+BYZ_SRC := node/node.c node/p2p.c $(BYZ_ONLY)
+BYZ_OBJ := $(BYZ_SRC:%.c=$(B)/byz/%.o)
+
+$(B)/byz/%.o: %.c | $(B)/proto/bex.pb-c.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DBEX_BYZANTINE $(CPPFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(B)/bexd-byz: $(B)/node/bexd.o $(BYZ_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
 
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIB)

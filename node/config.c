@@ -114,6 +114,7 @@ static const struct num_field limits_fields[] = {
     NUM32(struct node_limits, rpc_body_bytes_max, 4u << 10, 256u << 20, 4u << 20),
     NUM32(struct node_limits, rpc_conns_max, 1, 65536, 256),
     NUM32(struct node_limits, tx_bytes_max, 256, 16u << 20, 64u << 10),
+    NUM32(struct node_limits, clock_skew_max_ms, 1000, 3600000, 10000),
 };
 
 #define MAP_SIZE_MB_MIN 16

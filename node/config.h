@@ -117,6 +117,8 @@ struct node_limits {
     uint32_t rpc_body_bytes_max;   /* [4 KiB, 256 MiB], default 4 MiB */
     uint32_t rpc_conns_max;        /* [1, 65536], default 256 */
     uint32_t tx_bytes_max;         /* [256, 16 MiB], default 64 KiB; below the frame, mempool and RPC body limits */
+    uint32_t clock_skew_max_ms;    /* [1000, 3600000], default 10000: how far a block proposal's time may
+                                      be from this node's wall clock before it is refused (blocktime.h) */
 };
 
 /*

@@ -8,15 +8,22 @@
 #include <time.h>
 
 #include "bex.pb-c.h"
+#include "blocktime.h"
 #include "keystore.h"
 #include "log.h"
 #include "tls.h"
+#ifdef BEX_BYZANTINE
+#include "node_byz.h"
+#endif
 
 #define HELLO_EVERY_MS 1000
 #define FETCH_RETRY_MS 500
 #define PROPOSAL_RETRY_MS 300
 #define MEMPOOL_TTL_MS (10u * 60 * 1000)
 #define NODE_VERSION "bex/0.1"
+
+/* Labels of bex_proposals_refused_total. */
+enum { REFUSED_CLOCK, REFUSED_INVALID };
 
 static const uint8_t zero_digest[PBFT_DIGEST_BYTES];
 
@@ -29,7 +36,11 @@ uint64_t node_now_ms(const struct node *n)
 
     (void)n;
     clock_gettime(CLOCK_REALTIME, &ts);
+#ifdef BEX_BYZANTINE
+    return (uint64_t)((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + node_byz_clock_offset_ms());
+#else
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+#endif
 }
 
 /* Monotonic milliseconds for the engine's timers. */
@@ -231,15 +242,19 @@ static struct node_proposal *prop_add(struct node *n, const uint8_t digest[PBFT_
 
 /*
  * Checks a proposal from a peer before this replica may prepare it: it
- * decodes, is of this chain, its height is within reach, it respects the
- * block limits, and every tx carries valid signatures of its sender's keys.
+ * decodes, is of this chain, its height is within reach, its time is not
+ * too far from this node's clock (blocktime.h), it respects the block
+ * limits, and every tx carries valid signatures of its sender's keys.
+ * *label says which bex_proposals_refused_total series a refusal counts in.
  */
-static int prop_validate(struct node *n, uint64_t *height, const uint8_t *bytes, size_t len, char *why, size_t why_n)
+static int prop_validate(struct node *n, uint64_t *height, int *label, const uint8_t *bytes, size_t len, char *why,
+                         size_t why_n)
 {
     Bex__BlockProposal *p;
-    uint64_t h = ledger_height(n->ledger);
+    uint64_t h = ledger_height(n->ledger), ahead, behind;
     int rc = 0;
 
+    *label = REFUSED_INVALID;
     if (len > n->gen.consensus.block_bytes_max + 4096u) {
         snprintf(why, why_n, "%zu bytes", len);
         return -BEX_ELIMIT;
@@ -258,6 +273,12 @@ static int prop_validate(struct node *n, uint64_t *height, const uint8_t *bytes,
         rc = -BEX_ELIMIT;
     } else if (p->n_txs > n->gen.consensus.block_txs_max) {
         snprintf(why, why_n, "%zu txs", p->n_txs);
+        rc = -BEX_ELIMIT;
+    } else if (blocktime_check(&ahead, &behind, p->time_ms, node_now_ms(n), n->cfg.limits.clock_skew_max_ms,
+                               p->view == pbft_view(n->pbft)) != 0) {
+        snprintf(why, why_n, "its time is %" PRIu64 " ms %s this node's clock (limit %u ms)", ahead ? ahead : behind,
+                 ahead ? "ahead of" : "behind", n->cfg.limits.clock_skew_max_ms);
+        *label = REFUSED_CLOCK;
         rc = -BEX_ELIMIT;
     }
     for (size_t i = 0; rc == 0 && i < p->n_txs; i++) {
@@ -299,15 +320,17 @@ static void on_proposal(struct node *n, uint32_t peer, const Bex__BlockProposal 
     uint8_t *copy;
     uint64_t height = 0;
     char why[160] = "";
-    int rc;
+    int rc, label;
 
     (void)p_unused;
     crypto_sha256(digest, bytes, len);
     if (prop_find(n, digest) != NULL)
         return;
-    rc = prop_validate(n, &height, bytes, len, why, sizeof why);
+    rc = prop_validate(n, &height, &label, bytes, len, why, sizeof why);
     if (rc != 0) {
-        LOG_W_LIMITED("node: invalid proposal from %u: %s", peer, why);
+        /* Counted always, logged rate-limited: a faulty peer must not flood the log. */
+        metrics_counter_inc(n->m.proposals_refused, (size_t)label);
+        LOG_W_LIMITED("node: refused a proposal from %u: %s", peer, why);
         return;
     }
     copy = malloc(len ? len : 1);
@@ -388,7 +411,7 @@ static void maybe_propose(struct node *n, uint64_t now_ms)
     bp.chain_id = n->gen.chain_id;
     bp.height = seq;
     bp.view = pbft_view(n->pbft);
-    bp.time_ms = now_ms > ledger_time_ms(n->ledger) ? now_ms : ledger_time_ms(n->ledger);
+    bp.time_ms = blocktime_propose(now_ms, ledger_time_ms(n->ledger));
     bp.proposer = n->self;
     bp.n_txs = count;
     bp.txs = bins;
@@ -544,6 +567,10 @@ static void send_msg(struct node *n, uint32_t to, const struct pbft_msg *m)
     size_t len;
     int rc;
 
+#ifdef BEX_BYZANTINE
+    if (node_byz_send_msg(n, to, m, m->type == PBFT_MSG_PRE_PREPARE ? prop_find(n, m->vote.digest) : NULL))
+        return;
+#endif
     if (m->type == PBFT_MSG_PRE_PREPARE && m->vote.replica == n->self) {
         /* A proposal travels ahead of its PRE-PREPARE (retransmits and NEW-VIEW re-issues too). */
         struct node_proposal *p = prop_find(n, m->vote.digest);
@@ -1012,9 +1039,13 @@ static void on_frame(uint32_t peer, const uint8_t *bytes, size_t len, void *ud)
 
     if (n->stopping || peer >= n->gen.nodes_n)
         return;
+#ifdef BEX_BYZANTINE
+    node_byz_frame_in(n, peer, bytes, len);
+#endif
     env = bex__envelope__unpack(NULL, len, bytes);
     if (env == NULL) {
-        LOG_W_LIMITED("p2p: peer %u sent a frame that is not an Envelope", peer);
+        /* An authenticated peer that sends bytes no honest node encodes is faulty: drop its link. */
+        p2p_disconnect(&n->p2p, peer, "sent a frame that is not an Envelope");
         return;
     }
     switch (env->kind_case) {
@@ -1180,6 +1211,41 @@ int node_next_nonce(struct node *n, uint64_t *next, uint64_t *last, const char *
 
 /* ---------------------------------------------------------------- tick */
 
+/* Adds to counter f (label i) what total gained since the counter last caught up with it. */
+static void counter_catch_up(struct metrics_family *f, size_t i, uint64_t total)
+{
+    uint64_t have = metrics_counter_value(f, i);
+
+    if (total > have)
+        metrics_counter_add(f, i, total - have);
+}
+
+/*
+ * Copies the engine's drop counters and the links dropped by reason (over
+ * every peer and the not-yet-identified inbound links) into /metrics: how
+ * an operator, and the byzantine tests, see what faulty peers sent.
+ */
+static void refresh_fault_metrics(struct node *n)
+{
+    const struct pbft_stats *ps = pbft_stats(n->pbft);
+    const uint64_t drops[] = {ps->dropped_malformed,     ps->dropped_non_member,  ps->dropped_bad_sig,
+                              ps->dropped_wrong_primary, ps->dropped_old_view,    ps->dropped_future_full,
+                              ps->dropped_window,        ps->dropped_conflict,    ps->dropped_bad_view_change,
+                              ps->dropped_bad_new_view,  ps->duplicates};
+    struct p2p_stats st;
+
+    for (size_t i = 0; i < BEX_ARRAY_LEN(drops); i++)
+        counter_catch_up(n->m.pbft_dropped, i, drops[i]);
+    p2p_stats(&n->p2p, &st);
+    for (size_t r = 0; r < P2P_REASON_COUNT; r++) {
+        uint64_t total = st.unknown.disconnects[r];
+
+        for (uint32_t i = 0; i < P2P_PEERS_MAX; i++)
+            total += st.peer[i].disconnects[r];
+        counter_catch_up(n->m.p2p_disconnects, r, total);
+    }
+}
+
 /*
  * Whether f+1 peers (one of them honest) are in a view above ours: a replica
  * restarted, or left out of a view change, then lets its request timer run,
@@ -1235,9 +1301,13 @@ static void on_tick(uv_timer_t *t)
         send_hello(n, P2P_PEER_NONE);
         (void)mempool_evict_older_than(n->mempool, now, MEMPOOL_TTL_MS);
         prop_gc(n);
+        refresh_fault_metrics(n);
         if (++n->sweeps % 5 == 0)
             node_release_sweep(n);
     }
+#ifdef BEX_BYZANTINE
+    node_byz_tick(n, now);
+#endif
     node_rpc_expire(n, now);
     metrics_gauge_set(n->m.view, 0, (double)pbft_view(n->pbft));
     metrics_gauge_set(n->m.mempool_txs, 0, (double)mempool_count(n->mempool));
@@ -1312,6 +1382,12 @@ static int open_metrics(struct node *n)
 {
     static const double sizes[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
     static const char *reasons[] = {"ELIMIT", "EDECODE", "ECHAIN", "EUNKNOWN", "ESIG", "ENONCE", "EFULL", "OTHER"};
+    static const char *refusals[] = {[REFUSED_CLOCK] = "clock", [REFUSED_INVALID] = "invalid"};
+    /* In the order of refresh_fault_metrics(). */
+    static const char *drops[] = {"malformed", "non_member", "bad_sig",         "wrong_primary",
+                                  "old_view",  "future_full", "window",         "conflict",
+                                  "bad_view_change", "bad_new_view", "duplicate"};
+    const char *links[P2P_REASON_COUNT];
     struct {
         struct metrics_family **f;
         struct metrics_desc d;
@@ -1334,9 +1410,21 @@ static int open_metrics(struct node *n)
         {&n->m.commit_latency,
          {METRICS_HISTOGRAM, "bex_commit_latency_seconds", "Submit to commit at this node.", NULL, NULL, 0, sizes,
           BEX_ARRAY_LEN(sizes)}},
+        {&n->m.proposals_refused,
+         {METRICS_COUNTER, "bex_proposals_refused_total",
+          "Block proposals refused, by reason (clock: time too far from this node's clock).", "reason", refusals,
+          BEX_ARRAY_LEN(refusals), NULL, 0}},
+        {&n->m.pbft_dropped,
+         {METRICS_COUNTER, "bex_pbft_dropped_total", "Consensus messages the engine refused, by reason.", "reason",
+          drops, BEX_ARRAY_LEN(drops), NULL, 0}},
+        {&n->m.p2p_disconnects,
+         {METRICS_COUNTER, "bex_p2p_disconnects_total", "Peer links dropped, by reason.", "reason", links,
+          BEX_ARRAY_LEN(links), NULL, 0}},
     };
     int rc;
 
+    for (int r = 0; r < P2P_REASON_COUNT; r++)
+        links[r] = p2p_reason_name(r);
     if ((rc = metrics_new(&n->metrics)) != 0)
         return rc;
     for (size_t i = 0; i < BEX_ARRAY_LEN(fams); i++) {
@@ -1525,6 +1613,10 @@ int node_open(struct node *n, uv_loop_t *loop, const char *config_path, char *er
     uv_timer_start(&n->tick, on_tick, NODE_TICK_MS, NODE_TICK_MS);
     uv_signal_start(&n->sigint, on_signal, SIGINT);
     uv_signal_start(&n->sigterm, on_signal, SIGTERM);
+#ifdef BEX_BYZANTINE
+    if ((rc = node_byz_open(n, err, err_size)) != 0)
+        return rc;
+#endif
     do_actions(n);
     log_context(n);
     {
@@ -1581,6 +1673,9 @@ void node_close(struct node *n)
     ledger_close(n->ledger);
     metrics_free(n->metrics);
     tls_key_free(n->tls);
+#ifdef BEX_BYZANTINE
+    node_byz_close();
+#endif
     crypto_wipe(&n->node_sk, sizeof n->node_sk);
     crypto_wipe(&n->enc_sk, sizeof n->enc_sk);
     config_genesis_close(&n->gen);

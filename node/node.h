@@ -73,6 +73,8 @@ struct node_waiter {
 struct node_metrics {
     struct metrics_family *height, *view, *view_changes, *committed_txs, *mempool_txs, *mempool_bytes, *peers,
         *bytes_in, *bytes_out, *rejected, *commit_latency, *blocks;
+    /* Misbehaviour seen from peers: refused proposals, engine drops, dropped links (by reason). */
+    struct metrics_family *proposals_refused, *pbft_dropped, *p2p_disconnects;
 };
 
 struct node {

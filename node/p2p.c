@@ -1479,6 +1479,36 @@ int p2p_broadcast(struct p2p *p, const uint8_t *bytes, size_t len)
     return result;
 }
 
+void p2p_disconnect(struct p2p *p, uint32_t peer, const char *why)
+{
+    BEX_ASSERT(p != NULL);
+    BEX_ASSERT(why != NULL);
+    if (peer >= P2P_PEERS_MAX || p->peers[peer].conn == NULL)
+        return;
+    conn_close(p->peers[peer].conn, P2P_REASON_MALFORMED, "%s", why);
+}
+
+#ifdef BEX_BYZANTINE
+int p2p_send_raw(struct p2p *p, uint32_t peer, const uint8_t *bytes, size_t len)
+{
+    struct p2p_conn *c;
+    int rc;
+
+    BEX_ASSERT(p != NULL);
+    if (p->closing || peer >= P2P_PEERS_MAX || p->peers[peer].conn == NULL)
+        return -BEX_ECLOSED;
+    if (bytes == NULL || len == 0)
+        return -BEX_EINVAL;
+    c = p->peers[peer].conn;
+    if ((rc = conn_put(c, bytes, len)) != 0) {
+        conn_close(c, P2P_REASON_IO, "TLS write: %s", bex_strerror(rc));
+        return rc;
+    }
+    conn_flush(c);
+    return 0;
+}
+#endif
+
 uint32_t p2p_peer_count(const struct p2p *p)
 {
     uint32_t n = 0;

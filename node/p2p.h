@@ -261,6 +261,24 @@ BEX_MUST_USE int p2p_send(struct p2p *p, uint32_t peer, const uint8_t *bytes, si
  */
 BEX_MUST_USE int p2p_broadcast(struct p2p *p, const uint8_t *bytes, size_t len);
 
+/*
+ * Drops the link to `peer` for a protocol violation the caller found in
+ * what it sent (an application frame that is not a valid message): the link
+ * is closed and counted under P2P_REASON_MALFORMED with `why` in the log.
+ * The peer may connect again (the dialer redials with back-off). Does
+ * nothing if the link is not up. Safe to call from on_frame.
+ */
+void p2p_disconnect(struct p2p *p, uint32_t peer, const char *why);
+
+#ifdef BEX_BYZANTINE
+/*
+ * Test-only (bexd-byz): writes `bytes` into the TLS session of `peer` as
+ * they are, without a frame header, to send oversize headers and garbage
+ * inside a valid session. Returns 0, -BEX_ECLOSED or -BEX_EINVAL.
+ */
+BEX_MUST_USE int p2p_send_raw(struct p2p *p, uint32_t peer, const uint8_t *bytes, size_t len);
+#endif
+
 /* Returns the number of peers whose link is up. */
 uint32_t p2p_peer_count(const struct p2p *p);
 

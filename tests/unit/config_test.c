@@ -735,6 +735,37 @@ static void config_node_field_rules(void **state)
     expect_node(fx, doc, -BEX_EINVAL, "data_dir: path longer than 4095 bytes once resolved");
 }
 
+/* limits.clock_skew_max_ms: defaults to 10 s, bounded to [1 s, 1 h], and survives a write. */
+static void config_node_clock_skew(void **state)
+{
+    struct fixture *fx = *state;
+    json_t *doc = valid_node();
+    char path[128];
+
+    expect_node(fx, doc, 0, NULL);
+    assert_int_equal(fx->c.limits.clock_skew_max_ms, 10000);
+
+    doc = valid_node();
+    set_at(doc, "limits.clock_skew_max_ms", json_integer(2500));
+    expect_node(fx, doc, 0, NULL);
+    assert_int_equal(fx->c.limits.clock_skew_max_ms, 2500);
+    snprintf(path, sizeof(path), "%s/skew.json", fx->dir);
+    assert_int_equal(config_write_node(&fx->c, path, true, fx->err, sizeof(fx->err)), 0);
+    config_node_close(&fx->c);
+    assert_int_equal(config_load_node(&fx->c, path, fx->err, sizeof(fx->err)), 0);
+    assert_int_equal(fx->c.limits.clock_skew_max_ms, 2500);
+
+    doc = valid_node();
+    set_at(doc, "limits.clock_skew_max_ms", json_integer(999));
+    expect_node(fx, doc, -BEX_EINVAL, "limits.clock_skew_max_ms: 999 is outside [1000, 3600000]");
+    doc = valid_node();
+    set_at(doc, "limits.clock_skew_max_ms", json_integer(3600001));
+    expect_node(fx, doc, -BEX_EINVAL, "limits.clock_skew_max_ms: 3600001 is outside [1000, 3600000]");
+    doc = valid_node();
+    set_at(doc, "limits.clock_skew_max_ms", json_string("10s"));
+    expect_node(fx, doc, -BEX_EDECODE, "limits.clock_skew_max_ms");
+}
+
 static void config_node_against_genesis(void **state)
 {
     struct fixture *fx = *state;
@@ -829,6 +860,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(config_node_valid_loads, setup, teardown),
         cmocka_unit_test_setup_teardown(config_node_rpc_must_be_loopback_unless_public, setup, teardown),
         cmocka_unit_test_setup_teardown(config_node_field_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(config_node_clock_skew, setup, teardown),
         cmocka_unit_test_setup_teardown(config_node_against_genesis, setup, teardown),
         cmocka_unit_test_setup_teardown(config_node_write_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(config_addresses, setup, teardown),
