@@ -79,7 +79,7 @@ bool log_limit_pass(struct log_limit *l, uint64_t *suppressed, uint64_t now_ms)
         l->window_start_ms = now_ms;
         l->lines = 0;
     }
-    if (l->lines >= LOG_LIMIT_LINES) {
+    if (l->lines >= (l->burst ? l->burst : LOG_LIMIT_LINES)) {
         l->suppressed++;
         return false;
     }

@@ -32,12 +32,15 @@ void log_write(enum log_level level, const char *fmt, ...) BEX_PRINTF(2, 3);
  * trigger at a high rate (an invalid proposal per message while the store
  * refuses writes, a malformed frame per read): at most LOG_LIMIT_LINES lines
  * per window of LOG_LIMIT_WINDOW_MS. The first line written after some were
- * dropped ends with "(K similar lines suppressed)". A zeroed struct is ready.
+ * dropped ends with "(K similar lines suppressed)". A zeroed struct is ready;
+ * a call site whose lines are distinct events (one per connection) may set
+ * burst to allow more lines per window.
  */
 #define LOG_LIMIT_LINES 5
 #define LOG_LIMIT_WINDOW_MS 10000
 
 struct log_limit {
+    uint32_t burst; /* lines per window; 0 means LOG_LIMIT_LINES */
     bool started;
     uint64_t window_start_ms;
     uint32_t lines;      /* written in the current window */

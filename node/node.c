@@ -1131,10 +1131,14 @@ static void on_peer(uint32_t peer, bool up, void *ud)
 
 static void on_p2p_log(int level, const char *msg, void *ud)
 {
-    static struct log_limit warn_limit;
+    static struct log_limit warn_limit = {.burst = 100};
 
     (void)ud;
-    /* A peer failing handshakes or sending garbage would otherwise write a line per connection. */
+    /*
+     * A peer failing handshakes or sending garbage would otherwise write a
+     * line per connection; each line is a distinct event, so the burst is
+     * large enough to show a probe in full.
+     */
     if (level == P2P_LOG_WARN)
         log_write_limited(&warn_limit, LOG_WARN, "p2p: %s", msg);
     else

@@ -33,6 +33,18 @@ static void log_limit_caps_each_window(void **state)
     assert_int_equal(dropped, 0);
 }
 
+static void log_limit_burst_overrides_default(void **state)
+{
+    struct log_limit l = {.burst = 20};
+    uint64_t dropped;
+    int passed = 0;
+
+    (void)state;
+    for (uint64_t t = 0; t < 100; t++)
+        passed += log_limit_pass(&l, &dropped, 100 + t);
+    assert_int_equal(passed, 20);
+}
+
 static void log_limit_starts_at_time_zero(void **state)
 {
     struct log_limit l = {0};
@@ -100,6 +112,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(log_limit_caps_each_window),
+        cmocka_unit_test(log_limit_burst_overrides_default),
         cmocka_unit_test(log_limit_starts_at_time_zero),
         cmocka_unit_test(log_limited_warning_writes_a_few_lines),
     };
