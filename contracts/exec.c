@@ -132,12 +132,12 @@ void exec_free(struct exec *e)
 static int read_key(struct exec *e, const uint8_t **val, size_t *len, const char *key)
 {
     size_t key_len = strlen(key);
-    long at = contract__overlay_find(&e->block, NULL, key, key_len);
-    if (at >= 0) {
-        if (e->block.v[at].del)
+    const struct overlay_entry *en = contract__overlay_get(&e->block, key, key_len);
+    if (en) {
+        if (en->del)
             return -BEX_ENOTFOUND;
-        *val = e->block.v[at].val;
-        *len = e->block.v[at].val_len;
+        *val = en->val;
+        *len = en->val_len;
         return 0;
     }
     return e->store->get(e->store->user, key, key_len, val, len);
@@ -192,8 +192,7 @@ static int compute_root(struct exec *e)
     contract__put_u64be(num, e->height);
     if ((rc = sha_update(md, e->prev_root, CONTRACT_HASH_BYTES)) != 0 || (rc = sha_update(md, num, 8)) != 0)
         goto fail;
-    for (size_t i = 0; i < e->block.count; i++) {
-        const struct overlay_entry *w = &e->block.v[i];
+    for (const struct overlay_entry *w = contract__overlay_first(&e->block); w; w = contract__overlay_next(w)) {
         uint8_t len[4];
         uint8_t op = w->del ? 0 : 1;
         put_u32be(len, (uint32_t)w->key_len);
@@ -223,14 +222,16 @@ static int finish_output(struct exec *e, const struct exec_output **out)
         e->writes = w;
         e->write_cap = e->block.count;
     }
-    for (size_t i = 0; i < e->block.count; i++) {
-        const struct overlay_entry *en = &e->block.v[i];
-        e->writes[i] = (struct exec_write){.key = en->key,
+    size_t i = 0;
+    for (const struct overlay_entry *en = contract__overlay_first(&e->block); en; en = contract__overlay_next(en)) {
+        BEX_ASSERT(i < e->block.count);
+        e->writes[i++] = (struct exec_write){.key = en->key,
                                            .key_len = en->key_len,
                                            .val = en->del ? NULL : en->val,
                                            .val_len = en->val_len,
                                            .del = en->del};
     }
+    BEX_ASSERT(i == e->block.count);
     e->out.height = e->height;
     e->out.time_ms = e->time_ms;
     int rc = compute_root(e);
@@ -553,12 +554,12 @@ static int commit_tx(struct exec *e, struct txrun *t)
     rc = grow((void **)&e->history, &e->history_cap, e->history_count + e->tx.count, sizeof(*e->history));
     if (rc != 0)
         return rc;
-    for (size_t i = 0; i < e->tx.count; i++) {
-        long at = contract__overlay_find(&e->block, NULL, e->tx.v[i].key, e->tx.v[i].key_len);
-        BEX_ASSERT(at >= 0);
+    for (const struct overlay_entry *en = contract__overlay_first(&e->tx); en; en = contract__overlay_next(en)) {
+        const struct overlay_entry *at = contract__overlay_get(&e->block, en->key, en->key_len);
+        BEX_ASSERT(at != NULL);
         struct exec_history *h = &e->history[e->history_count++];
-        h->key = e->block.v[at].key;
-        h->key_len = e->block.v[at].key_len;
+        h->key = at->key;
+        h->key_len = at->key_len;
         h->tx_index = index;
         memcpy(h->tx_id, t->tx_id, CONTRACT_HASH_BYTES);
     }
