@@ -14,6 +14,25 @@
 
 #define EXEC_CHAIN_ID_BYTES_MAX 64
 
+/* What one transaction amounts to, before its receipt is written. */
+struct txrun {
+    uint8_t tx_id[CONTRACT_HASH_BYTES];
+    const Bex__Tx *tx; /* tx_owned, or the caller's decoded tx */
+    Bex__Tx *tx_owned;
+    Bex__TxBody *body;
+    Bex__Agency *agency;
+    const struct contract_def *def;
+    const struct contract_method *method;
+    ProtobufCMessage *args;
+    uint8_t signers[CONTRACT_SIGNERS_MAX * CONTRACT_PUBKEY_BYTES];
+    size_t signer_count;
+    int code; /* positive receipt code */
+    char message[CONTRACT_MESSAGE_BYTES_MAX];
+    bool audit; /* the sender is known: the tx leaves an audit entry */
+    bool ran;   /* the method ran: ctx holds its subject */
+    bool deferred; /* nonce ahead of last + 1: no receipt, run it later */
+};
+
 struct exec {
     char chain_id[EXEC_CHAIN_ID_BYTES_MAX + 1];
     uint32_t tx_budget;
@@ -27,6 +46,7 @@ struct exec {
     struct overlay block;
     struct overlay tx;
     struct contract_ctx ctx;
+    struct txrun run; /* the tx being executed */
 
     struct exec_receipt *receipts; /* EXEC_BLOCK_TXS_MAX slots */
     size_t receipt_count;
@@ -37,24 +57,6 @@ struct exec {
     struct exec_write *writes;
     size_t write_cap;
     struct exec_output out;
-};
-
-/* What one transaction amounts to, before its receipt is written. */
-struct txrun {
-    uint8_t tx_id[CONTRACT_HASH_BYTES];
-    Bex__Tx *tx;
-    Bex__TxBody *body;
-    Bex__Agency *agency;
-    const struct contract_def *def;
-    const struct contract_method *method;
-    ProtobufCMessage *args;
-    uint8_t signers[CONTRACT_SIGNERS_MAX * CONTRACT_PUBKEY_BYTES];
-    size_t signer_count;
-    int code; /* positive receipt code */
-    char message[CONTRACT_MESSAGE_BYTES_MAX];
-    bool audit; /* the sender is known: the tx leaves an audit entry */
-    bool ran;   /* the method ran: ctx holds its subject */
-    bool deferred; /* nonce ahead of last + 1: no receipt, run it later */
 };
 
 static void *plain_alloc(void *data, size_t size)
@@ -685,21 +687,11 @@ static int write_receipt(struct exec *e, const struct txrun *t)
     return 0;
 }
 
-/* Decodes, checks and runs one tx; returns a node fault or 0 with t filled. */
-static int run_tx(struct exec *e, struct txrun *t, const uint8_t *tx, size_t tx_len)
+/* Checks and runs the decoded tx t->tx; returns a node fault or 0 with t filled. */
+static int run_decoded(struct exec *e, struct txrun *t)
 {
     struct contract_ctx *c = &e->ctx;
-    if (tx_len > CONTRACT_TX_BYTES_MAX) {
-        SHA256(tx, tx_len, t->tx_id);
-        return fail_tx(t, BEX_ELIMIT, "%s", "transaction too large");
-    }
     e->alloc.failed = false;
-    t->tx = bex__tx__unpack(&e->alloc.pb, tx_len, tx);
-    if (!t->tx) {
-        SHA256(tx, tx_len, t->tx_id);
-        return e->alloc.failed ? -BEX_ENOMEM : fail_tx(t, BEX_EDECODE, "%s", "transaction does not decode");
-    }
-    SHA256(t->tx->body.data, t->tx->body.len, t->tx_id);
     t->body = bex__tx_body__unpack(&e->alloc.pb, t->tx->body.len, t->tx->body.data);
     if (!t->body)
         return e->alloc.failed ? -BEX_ENOMEM : fail_tx(t, BEX_EDECODE, "%s", "transaction body does not decode");
@@ -728,17 +720,45 @@ static int run_tx(struct exec *e, struct txrun *t, const uint8_t *tx, size_t tx_
     return run_method(e, t);
 }
 
-int exec_tx(struct exec *e, int *code, const uint8_t *tx, size_t tx_len)
+/* Decodes, checks and runs one encoded tx; returns a node fault or 0 with t filled. */
+static int run_tx(struct exec *e, struct txrun *t, const uint8_t *tx, size_t tx_len)
 {
-    BEX_ASSERT(e != NULL);
-    BEX_ASSERT(tx != NULL || tx_len == 0);
+    if (tx_len > CONTRACT_TX_BYTES_MAX) {
+        SHA256(tx, tx_len, t->tx_id);
+        return fail_tx(t, BEX_ELIMIT, "%s", "transaction too large");
+    }
+    e->alloc.failed = false;
+    t->tx_owned = bex__tx__unpack(&e->alloc.pb, tx_len, tx);
+    if (!t->tx_owned) {
+        SHA256(tx, tx_len, t->tx_id);
+        return e->alloc.failed ? -BEX_ENOMEM : fail_tx(t, BEX_EDECODE, "%s", "transaction does not decode");
+    }
+    t->tx = t->tx_owned;
+    SHA256(t->tx->body.data, t->tx->body.len, t->tx_id);
+    return run_decoded(e, t);
+}
+
+/* The id a caller computed for its decoded tx must be ours: checked in tests and SAN=1 builds. */
+BEX_UNUSED static bool id_matches(const Bex__Tx *tx, const uint8_t id[CONTRACT_HASH_BYTES])
+{
+    uint8_t mine[CONTRACT_HASH_BYTES];
+    SHA256(tx->body.data, tx->body.len, mine);
+    return memcmp(mine, id, CONTRACT_HASH_BYTES) == 0;
+}
+
+/*
+ * One tx from start to receipt: the encoded bytes (decoded == NULL), or a tx
+ * the caller decoded, with its id.
+ */
+static int exec_one(struct exec *e, int *code, const uint8_t *tx, size_t tx_len, const Bex__Tx *decoded,
+                    const uint8_t *id)
+{
     if (!e->open)
         return -BEX_ESTATE;
     if (e->receipt_count >= EXEC_BLOCK_TXS_MAX)
         return -BEX_ELIMIT;
-    struct txrun *t = calloc(1, sizeof(*t));
-    if (!t)
-        return -BEX_ENOMEM;
+    struct txrun *t = &e->run;
+    memset(t, 0, sizeof(*t));
     struct contract_ctx *c = &e->ctx;
     contract__ctx_init(c, e->store, e->tx_budget);
     c->tx_id = t->tx_id;
@@ -747,7 +767,14 @@ int exec_tx(struct exec *e, int *code, const uint8_t *tx, size_t tx_len)
     c->time_ms = e->time_ms;
     c->block = &e->block;
 
-    int rc = run_tx(e, t, tx, tx_len);
+    int rc;
+    if (decoded) {
+        t->tx = decoded;
+        memcpy(t->tx_id, id, CONTRACT_HASH_BYTES);
+        rc = run_decoded(e, t);
+    } else {
+        rc = run_tx(e, t, tx, tx_len);
+    }
     if (rc == 0 && t->deferred) {
         if (code)
             *code = EXEC_DEFERRED;
@@ -771,8 +798,23 @@ done:
         bex__agency__free_unpacked(t->agency, &c->alloc.pb);
     if (t->body)
         bex__tx_body__free_unpacked(t->body, &e->alloc.pb);
-    if (t->tx)
-        bex__tx__free_unpacked(t->tx, &e->alloc.pb);
-    free(t);
+    if (t->tx_owned)
+        bex__tx__free_unpacked(t->tx_owned, &e->alloc.pb);
     return rc;
+}
+
+int exec_tx(struct exec *e, int *code, const uint8_t *tx, size_t tx_len)
+{
+    BEX_ASSERT(e != NULL);
+    BEX_ASSERT(tx != NULL || tx_len == 0);
+    return exec_one(e, code, tx, tx_len, NULL, NULL);
+}
+
+int exec_tx_decoded(struct exec *e, int *code, const Bex__Tx *tx, const uint8_t id[CONTRACT_HASH_BYTES])
+{
+    BEX_ASSERT(e != NULL);
+    BEX_ASSERT(tx != NULL);
+    BEX_ASSERT(id != NULL);
+    BEX_CHECK(id_matches(tx, id));
+    return exec_one(e, code, NULL, 0, tx, id);
 }
