@@ -682,9 +682,15 @@ struct store *ledger_store(struct ledger *l)
     return l->store;
 }
 
+/*
+ * Called for every tx a node admits, so it reads through the executor's
+ * snapshot, which every commit renews (same thread), instead of opening a
+ * read transaction per call; only when that snapshot is missing (a renewal
+ * failed) does it open one of its own.
+ */
 int ledger_last_nonce(struct ledger *l, uint64_t *nonce, const char *agency)
 {
-    struct store_read *r;
+    struct store_read *r = l->exec_read.r, *own = NULL;
     char key[8 + GENESIS_AGENCY_ID_MAX + 1];
     const uint8_t *v;
     size_t n;
@@ -694,13 +700,16 @@ int ledger_last_nonce(struct ledger *l, uint64_t *nonce, const char *agency)
     klen = snprintf(key, sizeof key, "nonce/%s", agency);
     if (klen < 0 || (size_t)klen >= sizeof key)
         return -BEX_EINVAL;
-    if ((rc = store_read_begin(l->store, &r)) != 0)
-        return rc;
+    if (r == NULL) {
+        if ((rc = store_read_begin(l->store, &own)) != 0)
+            return rc;
+        r = own;
+    }
     rc = store_get_state(r, &v, &n, (const uint8_t *)key, (size_t)klen);
     if (rc == 0 && n != 8)
         rc = -BEX_ECORRUPT;
     if (rc == 0)
         *nonce = be64_get(v);
-    store_read_end(r);
+    store_read_end(own);
     return rc == -BEX_ENOTFOUND ? 0 : rc;
 }
