@@ -13,6 +13,7 @@
 #include <openssl/sha.h>
 
 #define EXEC_CHAIN_ID_BYTES_MAX 64
+#define EXEC_MSG_STACK_BYTES 1024
 
 /* What one transaction amounts to, before its receipt is written. */
 struct txrun {
@@ -153,16 +154,19 @@ static void put_u32be(uint8_t *p, uint32_t v)
     }
 }
 
+/* Encodes m into the block overlay; the usual small message goes through the stack, not malloc. */
 static int put_msg(struct exec *e, const char *key, const ProtobufCMessage *m)
 {
+    uint8_t stack[EXEC_MSG_STACK_BYTES];
     size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(len + 1);
+    uint8_t *buf = len <= sizeof(stack) ? stack : malloc(len);
     if (!buf)
         return -BEX_ENOMEM;
     size_t packed = protobuf_c_message_pack(m, buf);
     BEX_ASSERT(packed == len);
     int rc = contract__overlay_set(&e->block, key, strlen(key), buf, len);
-    free(buf);
+    if (buf != stack)
+        free(buf);
     return rc;
 }
 
@@ -583,6 +587,15 @@ static int commit_tx(struct exec *e, struct txrun *t)
     return 0;
 }
 
+/* Writes v as digits lowercase hex digits, zero-padded (no NUL): snprintf's "%0*llx" without its cost. */
+static void put_hex(char *out, uint64_t v, int digits)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = digits - 1; i >= 0; i--, v >>= 4)
+        out[i] = hex[v & 0xf];
+    BEX_ASSERT(v == 0);
+}
+
 static int write_audit(struct exec *e, const struct txrun *t)
 {
     const struct contract_ctx *c = &e->ctx;
@@ -591,9 +604,11 @@ static int write_audit(struct exec *e, const struct txrun *t)
     char suffix[32];
     char key[CONTRACT_KEY_BYTES_MAX];
     snprintf(action, sizeof(action), "%.64s.%.64s", t->body->contract, t->body->method);
-    /* Inverted numbers make the newest entry sort first. */
-    snprintf(suffix, sizeof(suffix), "%016llx/%08lx", (unsigned long long)~e->height,
-             (unsigned long)(~index & 0xffffffffu));
+    /* Inverted numbers make the newest entry sort first: "%016llx/%08lx" of ~height, ~index. */
+    put_hex(suffix, ~e->height, 16);
+    suffix[16] = '/';
+    put_hex(suffix + 17, ~index & 0xffffffffu, 8);
+    suffix[25] = '\0';
 
     Bex__AuditEntry a = BEX__AUDIT_ENTRY__INIT;
     a.height = e->height;

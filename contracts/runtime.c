@@ -227,13 +227,16 @@ int contract__put_msg(struct contract_ctx *c, const char *key, const ProtobufCMe
     size_t len = protobuf_c_message_get_packed_size(m);
     if (len > CONTRACT_VALUE_BYTES_MAX)
         return contract__fail(c, BEX_ELIMIT, "value of %zu bytes over the limit", len);
-    uint8_t *buf = malloc(len + 1);
+    /* The usual small message goes through the stack, not malloc. */
+    uint8_t stack[1024];
+    uint8_t *buf = len <= sizeof(stack) ? stack : malloc(len);
     if (!buf)
         return set_fatal(c, -BEX_ENOMEM);
     size_t packed = protobuf_c_message_pack(m, buf);
     BEX_ASSERT(packed == len);
     int rc = contract__put(c, key, buf, len);
-    free(buf);
+    if (buf != stack)
+        free(buf);
     return rc;
 }
 
