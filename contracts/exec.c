@@ -587,7 +587,7 @@ static int commit_tx(struct exec *e, struct txrun *t)
     return 0;
 }
 
-/* Writes v as digits lowercase hex digits, zero-padded (no NUL): snprintf's "%0*llx" without its cost. */
+/* Writes v as `digits` lowercase hex digits, zero-padded, no NUL: snprintf's "%0*llx" without its cost. */
 static void put_hex(char *out, uint64_t v, int digits)
 {
     static const char hex[] = "0123456789abcdef";
