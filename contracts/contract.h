@@ -239,6 +239,17 @@ BEX_MUST_USE int exec_block_begin(struct exec *e, uint64_t height, uint64_t time
 #define EXEC_DEFERRED (-1)
 BEX_MUST_USE int exec_tx(struct exec *e, int *code, const uint8_t *tx, size_t tx_len);
 
+/*
+ * Exactly exec_tx() for a tx the caller has already decoded, so that a
+ * node that decodes every tx to learn its id does not decode it twice: tx
+ * is what bex__tx__unpack() made of at most CONTRACT_TX_BYTES_MAX bytes,
+ * and id is SHA-256 of tx->body (the tx id; checked in SAN=1 builds). Both
+ * are borrowed for the call. Receipt, writes and root are byte for byte
+ * those exec_tx() gives for the same bytes.
+ */
+BEX_MUST_USE int exec_tx_decoded(struct exec *e, int *code, const Bex__Tx *tx,
+                                 const uint8_t id[CONTRACT_HASH_BYTES]);
+
 /* Finishes the open block: sorts the write set and computes the root. */
 BEX_MUST_USE int exec_block_end(struct exec *e, const struct exec_output **out);
 

@@ -13,6 +13,26 @@
 #include <openssl/sha.h>
 
 #define EXEC_CHAIN_ID_BYTES_MAX 64
+#define EXEC_MSG_STACK_BYTES 1024
+
+/* What one transaction amounts to, before its receipt is written. */
+struct txrun {
+    uint8_t tx_id[CONTRACT_HASH_BYTES];
+    const Bex__Tx *tx; /* tx_owned, or the caller's decoded tx */
+    Bex__Tx *tx_owned;
+    Bex__TxBody *body;
+    Bex__Agency *agency;
+    const struct contract_def *def;
+    const struct contract_method *method;
+    ProtobufCMessage *args;
+    uint8_t signers[CONTRACT_SIGNERS_MAX * CONTRACT_PUBKEY_BYTES];
+    size_t signer_count;
+    int code; /* positive receipt code */
+    char message[CONTRACT_MESSAGE_BYTES_MAX];
+    bool audit; /* the sender is known: the tx leaves an audit entry */
+    bool ran;   /* the method ran: ctx holds its subject */
+    bool deferred; /* nonce ahead of last + 1: no receipt, run it later */
+};
 
 struct exec {
     char chain_id[EXEC_CHAIN_ID_BYTES_MAX + 1];
@@ -27,6 +47,7 @@ struct exec {
     struct overlay block;
     struct overlay tx;
     struct contract_ctx ctx;
+    struct txrun run; /* the tx being executed */
 
     struct exec_receipt *receipts; /* EXEC_BLOCK_TXS_MAX slots */
     size_t receipt_count;
@@ -37,24 +58,6 @@ struct exec {
     struct exec_write *writes;
     size_t write_cap;
     struct exec_output out;
-};
-
-/* What one transaction amounts to, before its receipt is written. */
-struct txrun {
-    uint8_t tx_id[CONTRACT_HASH_BYTES];
-    Bex__Tx *tx;
-    Bex__TxBody *body;
-    Bex__Agency *agency;
-    const struct contract_def *def;
-    const struct contract_method *method;
-    ProtobufCMessage *args;
-    uint8_t signers[CONTRACT_SIGNERS_MAX * CONTRACT_PUBKEY_BYTES];
-    size_t signer_count;
-    int code; /* positive receipt code */
-    char message[CONTRACT_MESSAGE_BYTES_MAX];
-    bool audit; /* the sender is known: the tx leaves an audit entry */
-    bool ran;   /* the method ran: ctx holds its subject */
-    bool deferred; /* nonce ahead of last + 1: no receipt, run it later */
 };
 
 static void *plain_alloc(void *data, size_t size)
@@ -132,12 +135,12 @@ void exec_free(struct exec *e)
 static int read_key(struct exec *e, const uint8_t **val, size_t *len, const char *key)
 {
     size_t key_len = strlen(key);
-    long at = contract__overlay_find(&e->block, NULL, key, key_len);
-    if (at >= 0) {
-        if (e->block.v[at].del)
+    const struct overlay_entry *en = contract__overlay_get(&e->block, key, key_len);
+    if (en) {
+        if (en->del)
             return -BEX_ENOTFOUND;
-        *val = e->block.v[at].val;
-        *len = e->block.v[at].val_len;
+        *val = en->val;
+        *len = en->val_len;
         return 0;
     }
     return e->store->get(e->store->user, key, key_len, val, len);
@@ -151,16 +154,19 @@ static void put_u32be(uint8_t *p, uint32_t v)
     }
 }
 
+/* Encodes m into the block overlay; the usual small message goes through the stack, not malloc. */
 static int put_msg(struct exec *e, const char *key, const ProtobufCMessage *m)
 {
+    uint8_t stack[EXEC_MSG_STACK_BYTES];
     size_t len = protobuf_c_message_get_packed_size(m);
-    uint8_t *buf = malloc(len + 1);
+    uint8_t *buf = len <= sizeof(stack) ? stack : malloc(len);
     if (!buf)
         return -BEX_ENOMEM;
     size_t packed = protobuf_c_message_pack(m, buf);
     BEX_ASSERT(packed == len);
     int rc = contract__overlay_set(&e->block, key, strlen(key), buf, len);
-    free(buf);
+    if (buf != stack)
+        free(buf);
     return rc;
 }
 
@@ -192,8 +198,7 @@ static int compute_root(struct exec *e)
     contract__put_u64be(num, e->height);
     if ((rc = sha_update(md, e->prev_root, CONTRACT_HASH_BYTES)) != 0 || (rc = sha_update(md, num, 8)) != 0)
         goto fail;
-    for (size_t i = 0; i < e->block.count; i++) {
-        const struct overlay_entry *w = &e->block.v[i];
+    for (const struct overlay_entry *w = contract__overlay_first(&e->block); w; w = contract__overlay_next(w)) {
         uint8_t len[4];
         uint8_t op = w->del ? 0 : 1;
         put_u32be(len, (uint32_t)w->key_len);
@@ -223,14 +228,16 @@ static int finish_output(struct exec *e, const struct exec_output **out)
         e->writes = w;
         e->write_cap = e->block.count;
     }
-    for (size_t i = 0; i < e->block.count; i++) {
-        const struct overlay_entry *en = &e->block.v[i];
-        e->writes[i] = (struct exec_write){.key = en->key,
+    size_t i = 0;
+    for (const struct overlay_entry *en = contract__overlay_first(&e->block); en; en = contract__overlay_next(en)) {
+        BEX_ASSERT(i < e->block.count);
+        e->writes[i++] = (struct exec_write){.key = en->key,
                                            .key_len = en->key_len,
                                            .val = en->del ? NULL : en->val,
                                            .val_len = en->val_len,
                                            .del = en->del};
     }
+    BEX_ASSERT(i == e->block.count);
     e->out.height = e->height;
     e->out.time_ms = e->time_ms;
     int rc = compute_root(e);
@@ -553,12 +560,12 @@ static int commit_tx(struct exec *e, struct txrun *t)
     rc = grow((void **)&e->history, &e->history_cap, e->history_count + e->tx.count, sizeof(*e->history));
     if (rc != 0)
         return rc;
-    for (size_t i = 0; i < e->tx.count; i++) {
-        long at = contract__overlay_find(&e->block, NULL, e->tx.v[i].key, e->tx.v[i].key_len);
-        BEX_ASSERT(at >= 0);
+    for (const struct overlay_entry *en = contract__overlay_first(&e->tx); en; en = contract__overlay_next(en)) {
+        const struct overlay_entry *at = contract__overlay_get(&e->block, en->key, en->key_len);
+        BEX_ASSERT(at != NULL);
         struct exec_history *h = &e->history[e->history_count++];
-        h->key = e->block.v[at].key;
-        h->key_len = e->block.v[at].key_len;
+        h->key = at->key;
+        h->key_len = at->key_len;
         h->tx_index = index;
         memcpy(h->tx_id, t->tx_id, CONTRACT_HASH_BYTES);
     }
@@ -580,6 +587,15 @@ static int commit_tx(struct exec *e, struct txrun *t)
     return 0;
 }
 
+/* Writes v as `digits` lowercase hex digits, zero-padded, no NUL: snprintf's "%0*llx" without its cost. */
+static void put_hex(char *out, uint64_t v, int digits)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = digits - 1; i >= 0; i--, v >>= 4)
+        out[i] = hex[v & 0xf];
+    BEX_ASSERT(v == 0);
+}
+
 static int write_audit(struct exec *e, const struct txrun *t)
 {
     const struct contract_ctx *c = &e->ctx;
@@ -588,9 +604,11 @@ static int write_audit(struct exec *e, const struct txrun *t)
     char suffix[32];
     char key[CONTRACT_KEY_BYTES_MAX];
     snprintf(action, sizeof(action), "%.64s.%.64s", t->body->contract, t->body->method);
-    /* Inverted numbers make the newest entry sort first. */
-    snprintf(suffix, sizeof(suffix), "%016llx/%08lx", (unsigned long long)~e->height,
-             (unsigned long)(~index & 0xffffffffu));
+    /* Inverted numbers make the newest entry sort first: "%016llx/%08lx" of ~height, ~index. */
+    put_hex(suffix, ~e->height, 16);
+    suffix[16] = '/';
+    put_hex(suffix + 17, ~index & 0xffffffffu, 8);
+    suffix[25] = '\0';
 
     Bex__AuditEntry a = BEX__AUDIT_ENTRY__INIT;
     a.height = e->height;
@@ -684,21 +702,11 @@ static int write_receipt(struct exec *e, const struct txrun *t)
     return 0;
 }
 
-/* Decodes, checks and runs one tx; returns a node fault or 0 with t filled. */
-static int run_tx(struct exec *e, struct txrun *t, const uint8_t *tx, size_t tx_len)
+/* Checks and runs the decoded tx t->tx; returns a node fault or 0 with t filled. */
+static int run_decoded(struct exec *e, struct txrun *t)
 {
     struct contract_ctx *c = &e->ctx;
-    if (tx_len > CONTRACT_TX_BYTES_MAX) {
-        SHA256(tx, tx_len, t->tx_id);
-        return fail_tx(t, BEX_ELIMIT, "%s", "transaction too large");
-    }
     e->alloc.failed = false;
-    t->tx = bex__tx__unpack(&e->alloc.pb, tx_len, tx);
-    if (!t->tx) {
-        SHA256(tx, tx_len, t->tx_id);
-        return e->alloc.failed ? -BEX_ENOMEM : fail_tx(t, BEX_EDECODE, "%s", "transaction does not decode");
-    }
-    SHA256(t->tx->body.data, t->tx->body.len, t->tx_id);
     t->body = bex__tx_body__unpack(&e->alloc.pb, t->tx->body.len, t->tx->body.data);
     if (!t->body)
         return e->alloc.failed ? -BEX_ENOMEM : fail_tx(t, BEX_EDECODE, "%s", "transaction body does not decode");
@@ -727,17 +735,45 @@ static int run_tx(struct exec *e, struct txrun *t, const uint8_t *tx, size_t tx_
     return run_method(e, t);
 }
 
-int exec_tx(struct exec *e, int *code, const uint8_t *tx, size_t tx_len)
+/* Decodes, checks and runs one encoded tx; returns a node fault or 0 with t filled. */
+static int run_tx(struct exec *e, struct txrun *t, const uint8_t *tx, size_t tx_len)
 {
-    BEX_ASSERT(e != NULL);
-    BEX_ASSERT(tx != NULL || tx_len == 0);
+    if (tx_len > CONTRACT_TX_BYTES_MAX) {
+        SHA256(tx, tx_len, t->tx_id);
+        return fail_tx(t, BEX_ELIMIT, "%s", "transaction too large");
+    }
+    e->alloc.failed = false;
+    t->tx_owned = bex__tx__unpack(&e->alloc.pb, tx_len, tx);
+    if (!t->tx_owned) {
+        SHA256(tx, tx_len, t->tx_id);
+        return e->alloc.failed ? -BEX_ENOMEM : fail_tx(t, BEX_EDECODE, "%s", "transaction does not decode");
+    }
+    t->tx = t->tx_owned;
+    SHA256(t->tx->body.data, t->tx->body.len, t->tx_id);
+    return run_decoded(e, t);
+}
+
+/* The id a caller computed for its decoded tx must be ours: checked in tests and SAN=1 builds. */
+BEX_UNUSED static bool id_matches(const Bex__Tx *tx, const uint8_t id[CONTRACT_HASH_BYTES])
+{
+    uint8_t mine[CONTRACT_HASH_BYTES];
+    SHA256(tx->body.data, tx->body.len, mine);
+    return memcmp(mine, id, CONTRACT_HASH_BYTES) == 0;
+}
+
+/*
+ * One tx from start to receipt: the encoded bytes (decoded == NULL), or a tx
+ * the caller decoded, with its id.
+ */
+static int exec_one(struct exec *e, int *code, const uint8_t *tx, size_t tx_len, const Bex__Tx *decoded,
+                    const uint8_t *id)
+{
     if (!e->open)
         return -BEX_ESTATE;
     if (e->receipt_count >= EXEC_BLOCK_TXS_MAX)
         return -BEX_ELIMIT;
-    struct txrun *t = calloc(1, sizeof(*t));
-    if (!t)
-        return -BEX_ENOMEM;
+    struct txrun *t = &e->run;
+    memset(t, 0, sizeof(*t));
     struct contract_ctx *c = &e->ctx;
     contract__ctx_init(c, e->store, e->tx_budget);
     c->tx_id = t->tx_id;
@@ -746,7 +782,14 @@ int exec_tx(struct exec *e, int *code, const uint8_t *tx, size_t tx_len)
     c->time_ms = e->time_ms;
     c->block = &e->block;
 
-    int rc = run_tx(e, t, tx, tx_len);
+    int rc;
+    if (decoded) {
+        t->tx = decoded;
+        memcpy(t->tx_id, id, CONTRACT_HASH_BYTES);
+        rc = run_decoded(e, t);
+    } else {
+        rc = run_tx(e, t, tx, tx_len);
+    }
     if (rc == 0 && t->deferred) {
         if (code)
             *code = EXEC_DEFERRED;
@@ -770,8 +813,23 @@ done:
         bex__agency__free_unpacked(t->agency, &c->alloc.pb);
     if (t->body)
         bex__tx_body__free_unpacked(t->body, &e->alloc.pb);
-    if (t->tx)
-        bex__tx__free_unpacked(t->tx, &e->alloc.pb);
-    free(t);
+    if (t->tx_owned)
+        bex__tx__free_unpacked(t->tx_owned, &e->alloc.pb);
     return rc;
+}
+
+int exec_tx(struct exec *e, int *code, const uint8_t *tx, size_t tx_len)
+{
+    BEX_ASSERT(e != NULL);
+    BEX_ASSERT(tx != NULL || tx_len == 0);
+    return exec_one(e, code, tx, tx_len, NULL, NULL);
+}
+
+int exec_tx_decoded(struct exec *e, int *code, const Bex__Tx *tx, const uint8_t id[CONTRACT_HASH_BYTES])
+{
+    BEX_ASSERT(e != NULL);
+    BEX_ASSERT(tx != NULL);
+    BEX_ASSERT(id != NULL);
+    BEX_CHECK(id_matches(tx, id));
+    return exec_one(e, code, NULL, 0, tx, id);
 }

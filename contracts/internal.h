@@ -31,22 +31,41 @@ struct overlay_entry {
     bool del;
 };
 
-/* A sorted set of pending writes. bytes counts keys and values held. */
+struct overlay_node;
+struct overlay_chunk;
+
+/*
+ * An ordered set of pending writes (a balanced tree, see overlay.c). Entry
+ * pointers, and the key and value pointers in them, stay valid until the
+ * overlay is cleared, except that a value pointer dies when its key is
+ * written again. bytes counts keys and values held.
+ */
 struct overlay {
-    struct overlay_entry *v;
+    struct overlay_node *root;
     size_t count;
-    size_t cap;
     size_t bytes;
+    struct overlay_node *heap;    /* nodes that ever had a heap slot */
+    struct overlay_chunk *chunks; /* the arena; cur is the one being filled */
+    struct overlay_chunk *cur;
 };
 
 void contract__overlay_init(struct overlay *o);
+/* Frees everything; o is then as after init. */
 void contract__overlay_close(struct overlay *o);
+/* Empties o, keeping some of its memory for reuse. */
 void contract__overlay_clear(struct overlay *o);
 
-/* Index of key, or -1 (and *pos set to where it would be inserted). */
-long contract__overlay_find(const struct overlay *o, size_t *pos, const char *key, size_t key_len);
+/* The entry of key (a put or a delete), or NULL. O(log n). */
+const struct overlay_entry *contract__overlay_get(const struct overlay *o, const char *key, size_t key_len);
 
-/* Puts (val non-NULL) or marks deleted (val NULL). Errors: BEX_ENOMEM. */
+/* The first entry whose key sorts at or after key, or NULL. O(log n). */
+const struct overlay_entry *contract__overlay_seek(const struct overlay *o, const char *key, size_t key_len);
+
+/* In-order walk: the smallest entry, and the one after en (NULL at the end). */
+const struct overlay_entry *contract__overlay_first(const struct overlay *o);
+const struct overlay_entry *contract__overlay_next(const struct overlay_entry *en);
+
+/* Puts (val non-NULL) or marks deleted (val NULL). O(log n). Errors: BEX_ENOMEM. */
 BEX_MUST_USE int contract__overlay_set(struct overlay *o, const char *key, size_t key_len, const uint8_t *val,
                              size_t val_len);
 

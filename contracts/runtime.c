@@ -156,10 +156,9 @@ int contract__get(struct contract_ctx *c, const uint8_t **val, size_t *len, cons
     for (size_t i = 0; i < 2; i++) {
         if (!layers[i])
             continue;
-        long at = contract__overlay_find(layers[i], NULL, key, key_len);
-        if (at < 0)
+        const struct overlay_entry *en = contract__overlay_get(layers[i], key, key_len);
+        if (!en)
             continue;
-        const struct overlay_entry *en = &layers[i]->v[at];
         if (en->del)
             return -BEX_ENOTFOUND;
         *val = en->val;
@@ -228,13 +227,16 @@ int contract__put_msg(struct contract_ctx *c, const char *key, const ProtobufCMe
     size_t len = protobuf_c_message_get_packed_size(m);
     if (len > CONTRACT_VALUE_BYTES_MAX)
         return contract__fail(c, BEX_ELIMIT, "value of %zu bytes over the limit", len);
-    uint8_t *buf = malloc(len + 1);
+    /* The usual small message goes through the stack, not malloc. */
+    uint8_t stack[1024];
+    uint8_t *buf = len <= sizeof(stack) ? stack : malloc(len);
     if (!buf)
         return set_fatal(c, -BEX_ENOMEM);
     size_t packed = protobuf_c_message_pack(m, buf);
     BEX_ASSERT(packed == len);
     int rc = contract__put(c, key, buf, len);
-    free(buf);
+    if (buf != stack)
+        free(buf);
     return rc;
 }
 
@@ -292,18 +294,17 @@ struct merge {
     struct contract_ctx *c;
     const char *prefix;
     size_t prefix_len;
-    size_t ti, bi; /* next entries of the tx and block overlays */
+    const struct overlay_entry *ti, *bi; /* next entries of the tx and block overlays, or NULL */
     exec_iter_fn fn;
     void *user;
     bool stopped;
     int cb_rc; /* the last error our callback returned to the store */
 };
 
-static const struct overlay_entry *entry_at(const struct overlay *o, size_t i, const struct merge *m)
+static const struct overlay_entry *entry_at(const struct overlay_entry *en, const struct merge *m)
 {
-    if (!o || i >= o->count)
+    if (!en)
         return NULL;
-    const struct overlay_entry *en = &o->v[i];
     if (en->key_len < m->prefix_len || memcmp(en->key, m->prefix, m->prefix_len) != 0)
         return NULL;
     return en;
@@ -312,8 +313,8 @@ static const struct overlay_entry *entry_at(const struct overlay *o, size_t i, c
 /* The smallest pending overlay entry, or NULL; *both when both layers hold it. */
 static const struct overlay_entry *merge_peek(const struct merge *m, bool *from_tx, bool *both)
 {
-    const struct overlay_entry *t = entry_at(m->c->tx, m->ti, m);
-    const struct overlay_entry *b = entry_at(m->c->block, m->bi, m);
+    const struct overlay_entry *t = entry_at(m->ti, m);
+    const struct overlay_entry *b = entry_at(m->bi, m);
     *both = false;
     if (!t) {
         *from_tx = false;
@@ -332,9 +333,9 @@ static const struct overlay_entry *merge_peek(const struct merge *m, bool *from_
 static void merge_advance(struct merge *m, bool from_tx, bool both)
 {
     if (from_tx || both)
-        m->ti++;
+        m->ti = contract__overlay_next(m->ti);
     if (!from_tx || both)
-        m->bi++;
+        m->bi = contract__overlay_next(m->bi);
 }
 
 static int emit(struct merge *m, const char *key, size_t key_len, const uint8_t *val, size_t val_len)
@@ -390,19 +391,18 @@ static int merge_cb(void *user, const char *key, size_t key_len, const uint8_t *
     return m->stopped ? 1 : 0;
 }
 
-static size_t layer_start(const struct overlay *o, const char *prefix, size_t prefix_len, const char *after,
-                          size_t after_len)
+/* The first entry of layer o to hand on: after the cursor, or at the prefix. */
+static const struct overlay_entry *layer_start(const struct overlay *o, const char *prefix, size_t prefix_len,
+                                               const char *after, size_t after_len)
 {
     if (!o)
-        return 0;
-    size_t pos;
-    if (after_len > 0) {
-        if (contract__overlay_find(o, &pos, after, after_len) >= 0)
-            pos++;
-    } else {
-        (void)contract__overlay_find(o, &pos, prefix, prefix_len);
-    }
-    return pos;
+        return NULL;
+    if (after_len == 0)
+        return contract__overlay_seek(o, prefix, prefix_len);
+    const struct overlay_entry *en = contract__overlay_seek(o, after, after_len);
+    if (en && contract__keycmp(en->key, en->key_len, after, after_len) == 0)
+        en = contract__overlay_next(en);
+    return en;
 }
 
 int contract__iter(struct contract_ctx *c, const char *prefix, const char *after, size_t after_len,

@@ -315,13 +315,60 @@ int crypto_sign(struct crypto_sig *sig, const struct crypto_seckey *sk, const ui
     return 0;
 }
 
+/*
+ * Parsed public keys for crypto_verify. Parsing a compressed key
+ * decompresses the point (a field square root), about a tenth of a
+ * verification, and a node verifies against the same few dozen registered
+ * keys (officers, node keys) over and over. Each thread keeps its own small
+ * cache, so there is no lock and nothing shared to race on: 2-way set
+ * associative, the most recently used way first, indexed by key bytes. Only
+ * keys that parsed are cached, and a hit needs all 33 bytes equal, so a
+ * cached key behaves exactly like a freshly parsed one. A flood of distinct
+ * keys only evicts entries: the cost per verification is never above a parse.
+ */
+#define PUB_CACHE_SETS 64
+#define PUB_CACHE_WAYS 2
+
+struct pub_cache_entry {
+    bool used;
+    uint8_t key[CRYPTO_PUB_BYTES];
+    secp256k1_pubkey parsed;
+};
+
+static _Thread_local struct pub_cache_entry pub_cache[PUB_CACHE_SETS][PUB_CACHE_WAYS];
+
+static int parse_pub_cached(secp256k1_pubkey *p, const struct crypto_pubkey *pk)
+{
+    /* Bytes 1.. are the x coordinate: uniform for real keys. */
+    struct pub_cache_entry *set = pub_cache[(pk->b[1] ^ pk->b[2] ^ pk->b[0]) % PUB_CACHE_SETS];
+    struct pub_cache_entry hit;
+    int rc;
+
+    for (int w = 0; w < PUB_CACHE_WAYS; w++) {
+        if (set[w].used && memcmp(set[w].key, pk->b, CRYPTO_PUB_BYTES) == 0) {
+            hit = set[w];
+            memmove(&set[1], &set[0], (size_t)w * sizeof(set[0]));
+            set[0] = hit;
+            *p = hit.parsed;
+            return 0;
+        }
+    }
+    if ((rc = parse_pub(p, pk)) != 0)
+        return rc;
+    memmove(&set[1], &set[0], (PUB_CACHE_WAYS - 1) * sizeof(set[0]));
+    set[0].used = true;
+    memcpy(set[0].key, pk->b, CRYPTO_PUB_BYTES);
+    set[0].parsed = *p;
+    return 0;
+}
+
 int crypto_verify(const struct crypto_pubkey *pk, const uint8_t digest[CRYPTO_HASH_BYTES],
                   const struct crypto_sig *sig)
 {
     secp256k1_pubkey p;
     secp256k1_ecdsa_signature s;
 
-    if (parse_pub(&p, pk) != 0)
+    if (parse_pub_cached(&p, pk) != 0)
         return -BEX_ESIG;
     if (!secp256k1_ecdsa_signature_parse_compact(secp256k1_context_static, &s, sig->b))
         return -BEX_ESIG;

@@ -35,7 +35,8 @@ struct ledger {
     uint8_t root[LEDGER_HASH_BYTES];
     uint8_t hash[LEDGER_HASH_BYTES];
     struct ledger_applied applied;
-    struct vec receipts, writes, history, seen, deferred;
+    struct vec receipts, writes, history, seen, seen_slots, deferred;
+    size_t seen_mask; /* seen_slots holds seen_mask + 1 slots */
 };
 
 static int vec_reserve(struct vec *v, size_t n, size_t elem)
@@ -453,6 +454,7 @@ void ledger_close(struct ledger *l)
     free(l->writes.p);
     free(l->history.p);
     free(l->seen.p);
+    free(l->seen_slots.p);
     free(l->deferred.p);
     free(l);
 }
@@ -460,24 +462,70 @@ void ledger_close(struct ledger *l)
 /* ------------------------------------------------------ applying blocks */
 
 /*
- * Whether tx id was committed before or earlier in this block. The ids of
- * the block so far are in l->seen (linear: blocks are bounded and the
- * receipt lookup dominates).
+ * The ids executed so far in a block: l->seen in order, and an open
+ * addressing table over them (l->seen_slots: index + 1, 0 when empty) at
+ * most half full. A linear scan made a block of n txs cost n^2 / 2 id
+ * comparisons. Ids are SHA-256 outputs; a sender who grinds ids into one
+ * slot only brings the probes back to that linear scan.
  */
-static int already_committed(struct ledger *l, bool *dup, const uint8_t id[32], size_t seen_n)
+static int seen_reset(struct ledger *l, size_t n_txs)
+{
+    size_t slots = 16;
+    int rc;
+
+    while (slots < 2 * n_txs)
+        slots *= 2;
+    if ((rc = vec_reserve(&l->seen_slots, slots, sizeof(uint32_t))) != 0)
+        return rc;
+    memset(l->seen_slots.p, 0, slots * sizeof(uint32_t));
+    l->seen_mask = slots - 1;
+    return 0;
+}
+
+static size_t seen_slot_of(const struct ledger *l, const uint8_t id[32])
+{
+    uint64_t h;
+
+    memcpy(&h, id, sizeof h);
+    return (size_t)h & l->seen_mask;
+}
+
+static bool seen_has(const struct ledger *l, const uint8_t id[32])
 {
     const uint8_t (*seen)[32] = l->seen.p;
+    const uint32_t *slots = l->seen_slots.p;
+
+    for (size_t s = seen_slot_of(l, id);; s = (s + 1) & l->seen_mask) {
+        if (slots[s] == 0)
+            return false;
+        if (memcmp(seen[slots[s] - 1], id, 32) == 0)
+            return true;
+    }
+}
+
+static void seen_add(struct ledger *l, const uint8_t id[32], size_t seen_n)
+{
+    uint32_t *slots = l->seen_slots.p;
+    size_t s = seen_slot_of(l, id);
+
+    BEX_ASSERT(2 * (seen_n + 1) <= l->seen_mask + 1);
+    memcpy((uint8_t(*)[32])l->seen.p + seen_n, id, 32);
+    while (slots[s] != 0)
+        s = (s + 1) & l->seen_mask;
+    slots[s] = (uint32_t)(seen_n + 1);
+    BEX_ASSERT(seen_has(l, id));
+}
+
+/* Whether tx id was committed before or earlier in this block. */
+static int already_committed(struct ledger *l, bool *dup, const uint8_t id[32])
+{
     const uint8_t *v;
     size_t n;
     int rc;
 
-    *dup = false;
-    for (size_t i = 0; i < seen_n; i++) {
-        if (memcmp(seen[i], id, 32) == 0) {
-            *dup = true;
-            return 0;
-        }
-    }
+    *dup = seen_has(l, id);
+    if (*dup)
+        return 0;
     rc = store_get_receipt(l->exec_read.r, &v, &n, id);
     if (rc == 0)
         *dup = true;
@@ -486,23 +534,27 @@ static int already_committed(struct ledger *l, bool *dup, const uint8_t id[32], 
 
 /*
  * Runs every tx of the proposal through the executor, skipping committed
- * ids; the ids of deferred txs (nonce ahead) go to l->deferred.
+ * ids; the ids of deferred txs (nonce ahead) go to l->deferred. Each tx is
+ * decoded once: for its id here, and the executor takes the decoded tx.
  */
 static int run_txs(struct ledger *l, size_t *skipped, size_t *deferred, const Bex__BlockProposal *p)
 {
+    Bex__Tx *tx = NULL;
     size_t seen_n = 0;
-    int rc;
+    int rc = 0;
 
     *skipped = 0;
     *deferred = 0;
-    if ((rc = vec_reserve(&l->seen, p->n_txs, 32)) != 0 || (rc = vec_reserve(&l->deferred, p->n_txs, 32)) != 0)
+    if ((rc = vec_reserve(&l->seen, p->n_txs, 32)) != 0 || (rc = vec_reserve(&l->deferred, p->n_txs, 32)) != 0 ||
+        (rc = seen_reset(l, p->n_txs)) != 0)
         return rc;
     for (size_t i = 0; i < p->n_txs; i++) {
-        Bex__Tx *tx = bex__tx__unpack(NULL, p->txs[i].len, p->txs[i].data);
+        bool oversized = p->txs[i].len > CONTRACT_TX_BYTES_MAX;
         uint8_t id[32];
         bool dup;
         int code;
 
+        tx = bex__tx__unpack(NULL, p->txs[i].len, p->txs[i].data);
         if (tx == NULL) {
             /* Never prepared by an honest replica; skip it like every other node does. */
             (*skipped)++;
@@ -512,25 +564,33 @@ static int run_txs(struct ledger *l, size_t *skipped, size_t *deferred, const Be
          * The id the executor files the receipt under: a tx over its size
          * limit is refused undecoded and named by the hash of all its bytes.
          */
-        if (p->txs[i].len > CONTRACT_TX_BYTES_MAX)
+        if (oversized)
             crypto_sha256(id, p->txs[i].data, p->txs[i].len);
         else
             crypto_sha256(id, tx->body.data, tx->body.len);
-        bex__tx__free_unpacked(tx, NULL);
-        if ((rc = already_committed(l, &dup, id, seen_n)) != 0)
-            return rc;
+        if ((rc = already_committed(l, &dup, id)) != 0)
+            goto fail;
         if (dup) {
             (*skipped)++;
-            continue;
+        } else {
+            if (oversized)
+                rc = exec_tx(l->exec, &code, p->txs[i].data, p->txs[i].len);
+            else
+                rc = exec_tx_decoded(l->exec, &code, tx, id);
+            if (rc != 0)
+                goto fail;
+            if (code == EXEC_DEFERRED)
+                memcpy((uint8_t(*)[32])l->deferred.p + (*deferred)++, id, 32);
+            else
+                seen_add(l, id, seen_n++);
         }
-        if ((rc = exec_tx(l->exec, &code, p->txs[i].data, p->txs[i].len)) != 0)
-            return rc;
-        if (code == EXEC_DEFERRED)
-            memcpy((uint8_t(*)[32])l->deferred.p + (*deferred)++, id, 32);
-        else
-            memcpy((uint8_t(*)[32])l->seen.p + seen_n++, id, 32);
+        bex__tx__free_unpacked(tx, NULL);
+        tx = NULL;
     }
-    return 0;
+fail:
+    if (tx != NULL)
+        bex__tx__free_unpacked(tx, NULL);
+    return rc;
 }
 
 int ledger_apply(struct ledger *l, const struct ledger_applied **res, uint64_t height,
@@ -622,9 +682,15 @@ struct store *ledger_store(struct ledger *l)
     return l->store;
 }
 
+/*
+ * Called for every tx a node admits, so it reads through the executor's
+ * snapshot, which every commit renews (same thread), instead of opening a
+ * read transaction per call; only when that snapshot is missing (a renewal
+ * failed) does it open one of its own.
+ */
 int ledger_last_nonce(struct ledger *l, uint64_t *nonce, const char *agency)
 {
-    struct store_read *r;
+    struct store_read *r = l->exec_read.r, *own = NULL;
     char key[8 + GENESIS_AGENCY_ID_MAX + 1];
     const uint8_t *v;
     size_t n;
@@ -634,13 +700,16 @@ int ledger_last_nonce(struct ledger *l, uint64_t *nonce, const char *agency)
     klen = snprintf(key, sizeof key, "nonce/%s", agency);
     if (klen < 0 || (size_t)klen >= sizeof key)
         return -BEX_EINVAL;
-    if ((rc = store_read_begin(l->store, &r)) != 0)
-        return rc;
+    if (r == NULL) {
+        if ((rc = store_read_begin(l->store, &own)) != 0)
+            return rc;
+        r = own;
+    }
     rc = store_get_state(r, &v, &n, (const uint8_t *)key, (size_t)klen);
     if (rc == 0 && n != 8)
         rc = -BEX_ECORRUPT;
     if (rc == 0)
         *nonce = be64_get(v);
-    store_read_end(r);
+    store_read_end(own);
     return rc == -BEX_ENOTFOUND ? 0 : rc;
 }

@@ -3,7 +3,10 @@
  * this machine, and from that the highest rate N nodes could verify on its
  * cores.
  *
- * usage: micro [--out FILE.json] [--block-txs B] [--dir TMPDIR]
+ * usage: micro [--out FILE.json] [--block-txs B] [--dir TMPDIR] [--part P]
+ *
+ * --part picks one group of figures (crypto, lmdb, ledger or exec; default
+ * all); the bound needs all of them, so it is printed only for all.
  *
  * Measured, each the median of REPS repetitions:
  *   verify_us        one secp256k1 ECDSA verification (crypto_verify);
@@ -21,6 +24,10 @@
  *   ledger_apply_*   ledger_apply() of real blocks of B record.publish txs
  *                    (execution, state root, receipts and the synced LMDB
  *                    commit), per block and per tx;
+ *   exec_cpu_us_per_tx the executor alone on the same blocks over an
+ *                    in-memory store (exec_tx of every tx and
+ *                    exec_block_end: decoding, contract, audit, receipts,
+ *                    write set and state root; no LMDB);
  *   store_bytes_per_tx how much data.mdb grows per applied tx.
  * CPU-bound figures are thread CPU time, so other processes on a shared
  * machine do not inflate them; the disk-bound ones (commits) are wall time.
@@ -43,6 +50,7 @@
 
 #include "bex.pb-c.h"
 #include "config.h"
+#include "contract.h"
 #include "crypto.h"
 #include "ledger.h"
 #include "store.h"
@@ -545,17 +553,103 @@ static void bench_ledger(struct fixture *fx, struct ledger_figures *f, const cha
     free(txs);
 }
 
+/* ---------------------------------------------------------------- executor */
+
+struct exec_figures {
+    double cpu_us_per_tx, apply_us_per_tx;
+};
+
+/* Runs txs[0..n) as block height; returns the executor's CPU time in ms. */
+static double exec_block(struct exec *e, struct memstore *ms, double *apply_ms, uint64_t height, uint8_t root[32],
+                         const ProtobufCBinaryData *txs, size_t n)
+{
+    const struct exec_output *o;
+    struct clock_pair a = now(), b, c;
+
+    if (exec_block_begin(e, height, T0 + height * 1000, root) != 0)
+        die("exec_block_begin failed");
+    for (size_t i = 0; i < n; i++) {
+        int code;
+
+        if (exec_tx(e, &code, txs[i].data, txs[i].len) != 0 || code != 0)
+            die("a bench tx failed in the executor");
+    }
+    if (exec_block_end(e, &o) != 0)
+        die("exec_block_end failed");
+    b = now();
+    if (memstore_apply(ms, o) != 0)
+        die("memstore_apply failed");
+    c = now();
+    memcpy(root, o->state_root, 32);
+    *apply_ms = (c.cpu_us - b.cpu_us) / 1000;
+    return (b.cpu_us - a.cpu_us) / 1000;
+}
+
+static void bench_exec(struct fixture *fx, struct exec_figures *f, size_t n)
+{
+    const struct genesis_agency *ga = &fx->g.agencies[0];
+    Bex__Agency ag = BEX__AGENCY__INIT;
+    const Bex__Agency *agp = &ag;
+    ProtobufCBinaryData officer = {CRYPTO_PUB_BYTES, (uint8_t *)ga->officers[0].b};
+    char *role = (char *)ga->roles[0];
+    struct exec_config cfg = {.chain_id = CHAIN};
+    struct exec_store st;
+    struct memstore *ms;
+    struct exec *e;
+    const struct exec_output *o;
+    ProtobufCBinaryData *txs = calloc(n, sizeof *txs);
+    uint8_t id[CRYPTO_HASH_BYTES], root[32];
+    double cpu[BLOCKS_N], apply[BLOCKS_N], unused;
+    uint64_t nonce = 1;
+
+    if (txs == NULL || memstore_new(&ms, (size_t)1 << 22, (size_t)1 << 30) != 0)
+        die("out of memory");
+    memstore_store(ms, &st);
+    if (exec_new(&e, &cfg, &st) != 0)
+        die("exec_new failed");
+    ag.id = (char *)ga->id;
+    ag.name = (char *)ga->name;
+    ag.n_roles = 1;
+    ag.roles = &role;
+    ag.n_officer_keys = 1;
+    ag.officer_keys = &officer;
+    ag.threshold = 1;
+    ag.node_key = (ProtobufCBinaryData){CRYPTO_PUB_BYTES, (uint8_t *)fx->g.nodes[0].node_key.b};
+    ag.enc_key = (ProtobufCBinaryData){CRYPTO_PUB_BYTES, (uint8_t *)ga->enc_key.b};
+    if (exec_genesis(e, &o, &agp, 1, T0) != 0 || memstore_apply(ms, o) != 0)
+        die("exec_genesis failed");
+    memcpy(root, o->state_root, 32);
+    txs[0].data = sign_register(fx, &txs[0].len, id, nonce++);
+    (void)exec_block(e, ms, &unused, 1, root, txs, 1);
+    free(txs[0].data);
+    for (int b = 0; b < BLOCKS_N; b++) {
+        for (size_t i = 0; i < n; i++)
+            txs[i].data = sign_publish(fx, &txs[i].len, id, nonce++);
+        cpu[b] = exec_block(e, ms, &apply[b], (uint64_t)b + 2, root, txs, n);
+        for (size_t i = 0; i < n; i++)
+            free(txs[i].data);
+    }
+    f->cpu_us_per_tx = median(cpu, BLOCKS_N) * 1000 / (double)n;
+    f->apply_us_per_tx = median(apply, BLOCKS_N) * 1000 / (double)n;
+    exec_free(e);
+    memstore_free(ms);
+    free(txs);
+}
+
 int main(int argc, char **argv)
 {
-    const char *out = NULL, *tmp = getenv("TMPDIR");
+    static const char usage[] = "usage: micro [--out FILE.json] [--block-txs B] [--dir TMPDIR] [--part P]";
+    const char *out = NULL, *tmp = getenv("TMPDIR"), *part = "all";
     char base[PATH_BYTES];
     size_t block_txs = 1000;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct fixture *fx = calloc(1, sizeof *fx);
-    struct crypto_figures cf;
-    struct lmdb_figures lf;
-    struct ledger_figures gf;
+    struct crypto_figures cf = {0};
+    struct lmdb_figures lf = {0};
+    struct ledger_figures gf = {0};
+    struct exec_figures ef = {0};
     json_t *j, *bounds = json_array();
+    bool all, crypto, lmdb, ledger, exec;
 
     for (int i = 1; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--out") == 0)
@@ -564,38 +658,68 @@ int main(int argc, char **argv)
             block_txs = (size_t)atol(argv[i + 1]);
         else if (strcmp(argv[i], "--dir") == 0)
             tmp = argv[i + 1];
+        else if (strcmp(argv[i], "--part") == 0)
+            part = argv[i + 1];
         else
-            die("usage: micro [--out FILE.json] [--block-txs B] [--dir TMPDIR]");
+            die(usage);
     }
     if (argc % 2 == 0)
-        die("usage: micro [--out FILE.json] [--block-txs B] [--dir TMPDIR]");
+        die(usage);
     if (block_txs < 1 || block_txs > BLOCK_TXS_MAX)
         die("--block-txs must be 1..10000");
+    all = strcmp(part, "all") == 0;
+    crypto = all || strcmp(part, "crypto") == 0;
+    lmdb = all || strcmp(part, "lmdb") == 0;
+    ledger = all || strcmp(part, "ledger") == 0;
+    exec = all || strcmp(part, "exec") == 0;
+    if (!crypto && !lmdb && !ledger && !exec)
+        die("--part must be all, crypto, lmdb, ledger or exec");
     snprintf(base, sizeof base, "%s/bex-micro-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (fx == NULL || mkdtemp(base) == NULL)
         die("cannot make a temporary directory");
     if (crypto_init() != 0)
         die("crypto init failed");
     build_genesis(fx);
-    bench_crypto(fx, &cf);
-    lf.commit_sync_ms = lmdb_commits(base, block_txs, cf.tx_bytes, true);
-    lf.commit_nosync_ms = lmdb_commits(base, block_txs, cf.tx_bytes, false);
-    bench_ledger(fx, &gf, base, block_txs);
+    if (crypto)
+        bench_crypto(fx, &cf);
+    if (lmdb) {
+        /* The size of a bench tx, without the crypto figures that measure it. */
+        uint8_t id[CRYPTO_HASH_BYTES];
+        size_t len;
+
+        free(sign_publish(fx, &len, id, 1));
+        cf.tx_bytes = len;
+        lf.commit_sync_ms = lmdb_commits(base, block_txs, cf.tx_bytes, true);
+        lf.commit_nosync_ms = lmdb_commits(base, block_txs, cf.tx_bytes, false);
+    }
+    if (ledger || lmdb)
+        bench_ledger(fx, &gf, base, block_txs);
     lf.vote_sync_ms = gf.vote_sync_ms;
+    if (exec)
+        bench_exec(fx, &ef, block_txs);
     (void)rmtree(base);
 
     printf("micro: %ld cores; a bench tx is %zu bytes\n", cores, cf.tx_bytes);
-    printf("  verify          %8.1f us   (secp256k1 ECDSA, thread CPU time)\n", cf.verify_us);
-    printf("  sign            %8.1f us\n", cf.sign_us);
-    printf("  sha256 of a tx  %8.2f us\n", cf.sha256_tx_us);
-    printf("  txcheck         %8.1f us   (the node's admission: decode, hash, verify)\n", cf.txcheck_us);
-    printf("  LMDB commit     %8.2f ms   (%zu txs' worth of writes, fdatasync; %.2f ms without)\n",
-           lf.commit_sync_ms, block_txs, lf.commit_nosync_ms);
-    printf("  LMDB vote       %8.2f ms   (one synced store_pbft_put)\n", lf.vote_sync_ms);
-    printf("  ledger apply    %8.2f ms   per block of %zu txs = %.1f us/tx wall, %.1f us/tx CPU; the store grows "
-           "%.0f bytes per tx\n",
-           gf.block_ms, block_txs, gf.us_per_tx, gf.cpu_us_per_tx, gf.bytes_per_tx);
-    for (int nodes = 4; nodes <= 10; nodes += 3) {
+    if (crypto) {
+        printf("  verify          %8.1f us   (secp256k1 ECDSA, thread CPU time)\n", cf.verify_us);
+        printf("  sign            %8.1f us\n", cf.sign_us);
+        printf("  sha256 of a tx  %8.2f us\n", cf.sha256_tx_us);
+        printf("  txcheck         %8.1f us   (the node's admission: decode, hash, verify)\n", cf.txcheck_us);
+    }
+    if (lmdb) {
+        printf("  LMDB commit     %8.2f ms   (%zu txs' worth of writes, fdatasync; %.2f ms without)\n",
+               lf.commit_sync_ms, block_txs, lf.commit_nosync_ms);
+        printf("  LMDB vote       %8.2f ms   (one synced store_pbft_put)\n", lf.vote_sync_ms);
+    }
+    if (ledger)
+        printf("  ledger apply    %8.2f ms   per block of %zu txs = %.1f us/tx wall, %.1f us/tx CPU; the store "
+               "grows %.0f bytes per tx\n",
+               gf.block_ms, block_txs, gf.us_per_tx, gf.cpu_us_per_tx, gf.bytes_per_tx);
+    if (exec)
+        printf("  executor        %8.1f us   CPU per tx in blocks of %zu txs (no LMDB; applying the writes to a "
+               "memstore: %.1f us/tx more)\n",
+               ef.cpu_us_per_tx, block_txs, ef.apply_us_per_tx);
+    for (int nodes = 4; all && nodes <= 10; nodes += 3) {
         double vb = (double)cores * 1e6 / (nodes * (cf.verify_us + cf.sha256_tx_us));
         double fb = (double)cores * 1e6 / (nodes * (cf.txcheck_us + gf.cpu_us_per_tx));
 
@@ -611,6 +735,7 @@ int main(int argc, char **argv)
                   "ledger_apply_us_per_tx", gf.us_per_tx, "ledger_apply_cpu_us_per_tx", gf.cpu_us_per_tx, "bounds",
                   bounds);
     json_object_set_new(j, "store_bytes_per_tx", json_real(gf.bytes_per_tx));
+    json_object_set_new(j, "exec_cpu_us_per_tx", json_real(ef.cpu_us_per_tx));
     if (out != NULL && json_dump_file(j, out, JSON_INDENT(1)) != 0)
         die("cannot write the report");
     json_decref(j);

@@ -77,6 +77,7 @@ struct harness {
     size_t rc_count;
     size_t deferred; /* txs of the last block deferred (nonce ahead) */
     size_t last_writes;
+    bool decoded; /* h_block hands txs over decoded (exec_tx_decoded), as the ledger does */
 };
 
 /* The deterministic secret key of a harness key (name, i). */
@@ -269,7 +270,17 @@ H_FN const struct exec_output *h_block(struct harness *h)
     h->deferred = 0;
     for (size_t i = 0; i < h->pending_count; i++) {
         int code = -2;
-        assert_int_equal(exec_tx(h->e, &code, h->pending[i], h->pending_len[i]), 0);
+        Bex__Tx *tx = NULL;
+        if (h->decoded && h->pending_len[i] <= CONTRACT_TX_BYTES_MAX)
+            tx = bex__tx__unpack(NULL, h->pending_len[i], h->pending[i]);
+        if (tx) {
+            uint8_t id[CONTRACT_HASH_BYTES];
+            SHA256(tx->body.data, tx->body.len, id);
+            assert_int_equal(exec_tx_decoded(h->e, &code, tx, id), 0);
+            bex__tx__free_unpacked(tx, NULL);
+        } else {
+            assert_int_equal(exec_tx(h->e, &code, h->pending[i], h->pending_len[i]), 0);
+        }
         assert_true(code >= 0 || code == EXEC_DEFERRED);
         if (code == EXEC_DEFERRED)
             h->deferred++;

@@ -431,6 +431,97 @@ static void crypto_sign_from_threads(void **state)
     }
 }
 
+/*
+ * crypto_verify keeps parsed keys in a small per-thread cache. More keys
+ * than it holds, verified twice over (so entries are evicted and parsed
+ * again), must give exactly the answers of a fresh parse: each signature
+ * verifies under its own key and under no other, and a key one bit away
+ * from a cached one is not taken for it.
+ */
+#define CACHE_TEST_KEYS 300
+
+static void crypto_verify_cached_keys_stay_exact(void **state)
+{
+    (void)state;
+    static struct crypto_pubkey pk[CACHE_TEST_KEYS];
+    static struct crypto_sig sig[CACHE_TEST_KEYS];
+    static uint8_t digest[CACHE_TEST_KEYS][32];
+    struct crypto_seckey sk;
+
+    for (uint32_t i = 0; i < CACHE_TEST_KEYS; i++) {
+        seed_key(&sk, &pk[i], 5000 + i);
+        crypto_sha256(digest[i], &i, sizeof(i));
+        assert_int_equal(crypto_sign(&sig[i], &sk, digest[i]), 0);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t i = 0; i < CACHE_TEST_KEYS; i++) {
+            uint32_t j = (i + 1) % CACHE_TEST_KEYS;
+            assert_int_equal(crypto_verify(&pk[i], digest[i], &sig[i]), 0);
+            assert_int_equal(crypto_verify(&pk[j], digest[i], &sig[i]), -BEX_ESIG);
+            assert_int_equal(crypto_verify(&pk[i], digest[i], &sig[i]), 0);
+        }
+    }
+    /* The same x with the other parity, and a flipped last byte: other points or none. */
+    for (uint32_t i = 0; i < 16; i++) {
+        struct crypto_pubkey near = pk[i];
+        assert_int_equal(crypto_verify(&pk[i], digest[i], &sig[i]), 0);
+        near.b[0] ^= 0x01;
+        assert_int_equal(crypto_verify(&near, digest[i], &sig[i]), -BEX_ESIG);
+        near = pk[i];
+        near.b[CRYPTO_PUB_BYTES - 1] ^= 0x01;
+        assert_int_equal(crypto_verify(&near, digest[i], &sig[i]), -BEX_ESIG);
+        assert_int_equal(crypto_verify(&pk[i], digest[i], &sig[i]), 0);
+    }
+}
+
+struct verify_job {
+    const struct crypto_pubkey *pk;
+    const struct crypto_sig *sig;
+    const uint8_t (*digest)[32];
+    int failures;
+};
+
+static void *verify_thread(void *arg)
+{
+    struct verify_job *job = arg;
+
+    for (int round = 0; round < 3; round++) {
+        for (uint32_t i = 0; i < 64; i++) {
+            if (crypto_verify(&job->pk[i], job->digest[i], &job->sig[i]) != 0)
+                job->failures++;
+            if (crypto_verify(&job->pk[(i + 1) % 64], job->digest[i], &job->sig[i]) != -BEX_ESIG)
+                job->failures++;
+        }
+    }
+    return NULL;
+}
+
+/* Threads verifying against the same keys at once, each with its own cache. */
+static void crypto_verify_from_threads(void **state)
+{
+    (void)state;
+    static struct crypto_pubkey pk[64];
+    static struct crypto_sig sig[64];
+    static uint8_t digest[64][32];
+    struct crypto_seckey sk;
+    pthread_t t[3];
+    struct verify_job jobs[3];
+
+    for (uint32_t i = 0; i < 64; i++) {
+        seed_key(&sk, &pk[i], 9000 + i);
+        crypto_sha256(digest[i], &i, sizeof(i));
+        assert_int_equal(crypto_sign(&sig[i], &sk, digest[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        jobs[i] = (struct verify_job){pk, sig, (const uint8_t(*)[32])digest, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, verify_thread, &jobs[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(jobs[i].failures, 0);
+    }
+}
+
 /* ---- ECIES ---- */
 
 static void crypto_ecies_round_trip(void **state)
@@ -585,6 +676,8 @@ int main(void)
         cmocka_unit_test(crypto_verify_rejects_tampering),
         cmocka_unit_test(crypto_verify_rejects_high_s),
         cmocka_unit_test(crypto_sign_from_threads),
+        cmocka_unit_test(crypto_verify_cached_keys_stay_exact),
+        cmocka_unit_test(crypto_verify_from_threads),
         cmocka_unit_test(crypto_ecies_round_trip),
         cmocka_unit_test(crypto_ecies_rejects_every_byte_flip),
         cmocka_unit_test(crypto_ecies_rejects_wrong_recipient),

@@ -34,7 +34,7 @@
 #define T0 1700000000000ull /* genesis time */
 #define AGENCIES 4
 #define OFFICERS 2
-#define TXS_MAX 8
+#define TXS_MAX 512
 #define MAP_BYTES ((size_t)64 << 20)
 
 enum { TRAFFIC, POLICE, HEALTH, TAX };
@@ -894,6 +894,52 @@ static void ledger_duplicate_tx_skipped(void **state)
     tx_free(&resigned);
 }
 
+/*
+ * Many txs in one block, each proposed twice (the copies in reverse order
+ * after the originals, and some right after their original): each runs
+ * once, in order, and every copy is skipped, whether it repeats a tx of
+ * this block or of an earlier one.
+ */
+#define MANY_TXS 150
+
+static void ledger_many_duplicates_in_one_block(void **state)
+{
+    struct fixture *fx = *state;
+    struct ledger *l = open_at(fx, fx->path_a);
+    const struct ledger_applied *res;
+    static struct tx t[MANY_TXS];
+    static struct tx prop[3 * MANY_TXS];
+    size_t n = 0;
+
+    for (int i = 0; i < MANY_TXS; i++) {
+        char id[64];
+
+        snprintf(id, sizeof id, "city.traffic/r%d", i);
+        tx_register(fx, &t[i], TRAFFIC, id);
+        prop[n++] = t[i];
+        if (i % 10 == 0)
+            prop[n++] = t[i];
+    }
+    for (int i = MANY_TXS - 1; i >= 0; i--)
+        prop[n++] = t[i];
+    res = apply_txs(l, 1, T0 + 1000, prop, n);
+    assert_int_equal(res->out->receipt_count, MANY_TXS);
+    assert_int_equal(res->skipped, n - MANY_TXS);
+    for (int i = 0; i < MANY_TXS; i++) {
+        assert_memory_equal(res->out->receipts[i].tx_id, t[i].id, CRYPTO_HASH_BYTES);
+        assert_int_equal(receipt_code(res, (size_t)i), 0);
+    }
+    assert_int_equal(last_nonce(l, TRAFFIC), MANY_TXS);
+
+    /* The next block repeats a few: all were committed before. */
+    res = apply_txs(l, 2, T0 + 2000, &t[MANY_TXS / 2], 3);
+    assert_int_equal(res->out->receipt_count, 0);
+    assert_int_equal(res->skipped, 3);
+    ledger_close(l);
+    for (int i = 0; i < MANY_TXS; i++)
+        tx_free(&t[i]);
+}
+
 static void ledger_undecodable_tx_skipped(void **state)
 {
     struct fixture *fx = *state;
@@ -1251,6 +1297,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(ledger_null_request_empty_block, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_block_time_clamped, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_duplicate_tx_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(ledger_many_duplicates_in_one_block, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_undecodable_tx_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_oversized_tx_skipped_when_repeated, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_failing_tx_consumes_nonce, setup, teardown),
