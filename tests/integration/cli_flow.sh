@@ -257,7 +257,10 @@ run 0 "audit since" --node "$N2" --json audit --since 1h --limit 1
 has "audit since" '"more": true'
 
 # ---- one node down: f = 1, writes still commit ----
-kill "$(echo $pids | cut -d' ' -f4)"
+stopped=$(echo $pids | cut -d' ' -f4)
+kill "$stopped"
+# SIGTERM lets the node finish its loop: wait until it is gone.
+wait "$stopped" 2>/dev/null
 run 4 "stopped node" --node "$N3" status
 run 0 "write with a node down" --node "$N2" $P0 grant request "$VEH" --fields owner --purpose audit \
     --expires 1 --timeout 60
