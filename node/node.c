@@ -488,7 +488,8 @@ static void fatal_store(struct node *n, int rc, const char *what)
     n->store_failed = true;
 }
 
-static int persist(struct node *n, const struct pbft_msg *m)
+/* Adds one own vote to the batch; only the latest VIEW-CHANGE is kept. */
+static int persist(struct store_batch *b, const struct pbft_msg *m)
 {
     uint8_t key[32], *val;
     size_t klen = vote_key(key, m), vlen;
@@ -496,31 +497,59 @@ static int persist(struct node *n, const struct pbft_msg *m)
 
     if ((rc = wire_encode(&val, &vlen, m)) != 0)
         return rc;
-    rc = store_pbft_put(ledger_store(n->ledger), key, klen, val, vlen);
+    rc = store_batch_pbft_put(b, key, klen, val, vlen);
     free(val);
-    if (rc == 0 && m->type == PBFT_MSG_VIEW_CHANGE && m->view_change->new_view > 0) {
-        /* Only the latest VIEW-CHANGE matters. */
-        uint8_t to[32];
-        size_t tlen = vote_key(to, m);
+    if (rc == 0 && m->type == PBFT_MSG_VIEW_CHANGE && m->view_change->new_view > 0)
+        rc = store_batch_pbft_prune(b, NULL, (const uint8_t *)"b", 1, key, klen);
+    return rc;
+}
 
-        rc = store_pbft_prune(ledger_store(n->ledger), NULL, (const uint8_t *)"b", 1, to, tlen);
+/* Adds a stable checkpoint to the batch and drops the votes of seqs <= seq. */
+static int persist_stable(struct store_batch *b, const struct pbft_action *a)
+{
+    struct pbft_msg m = {.type = PBFT_MSG_STABLE, .proof = a->proof};
+    int rc = persist(b, &m);
+
+    for (uint8_t t = PBFT_MSG_PRE_PREPARE; rc == 0 && t <= PBFT_MSG_PREPARED; t++) {
+        uint8_t from[2] = {'d', t}, to[10] = {'d', t};
+
+        for (int i = 7; i >= 0; i--)
+            to[2 + (7 - i)] = (uint8_t)((a->seq + 1) >> (8 * i));
+        rc = store_batch_pbft_prune(b, NULL, from, 2, to, 10);
+    }
+    if (rc == 0)
+        rc = store_batch_checkpoint(b, a->seq, a->digest);
+    return rc;
+}
+
+/*
+ * Persists every PERSIST and STABLE action of the last engine call in one
+ * write transaction: one commit and one fdatasync per engine call however
+ * many votes it signed. Returns 0 when there was nothing to persist.
+ */
+static int persist_actions(struct node *n, const struct pbft_actions *acts)
+{
+    struct store_batch *b = NULL;
+    int rc = 0;
+
+    for (uint32_t i = 0; rc == 0 && i < acts->count; i++) {
+        const struct pbft_action *a = &acts->items[i];
+
+        if (a->type != PBFT_ACT_PERSIST && a->type != PBFT_ACT_STABLE)
+            continue;
+        if (b == NULL && (rc = store_batch_begin(ledger_store(n->ledger), &b)) != 0)
+            break;
+        rc = a->type == PBFT_ACT_PERSIST ? persist(b, &a->msg) : persist_stable(b, a);
+    }
+    if (b != NULL) {
+        if (rc == 0)
+            rc = store_batch_commit(b);
+        else
+            store_batch_abort(b);
     }
     if (rc != 0)
         fatal_store(n, rc, "persisting a vote");
     return rc;
-}
-
-/* After a stable checkpoint at seq: drop persisted votes of seqs <= seq. */
-static void prune_votes(struct node *n, uint64_t seq)
-{
-    for (uint8_t t = PBFT_MSG_PRE_PREPARE; t <= PBFT_MSG_PREPARED; t++) {
-        uint8_t from[2] = {'d', t}, to[10] = {'d', t};
-
-        for (int i = 7; i >= 0; i--)
-            to[2 + (7 - i)] = (uint8_t)((seq + 1) >> (8 * i));
-        if (store_pbft_prune(ledger_store(n->ledger), NULL, from, 2, to, 10) != 0)
-            LOG_W("store: cannot prune persisted votes below %" PRIu64, seq);
-    }
 }
 
 struct restore_ctx {
@@ -601,17 +630,6 @@ static void queue_commit(struct node *n, const struct pbft_action *a)
     n->commits_n++;
 }
 
-static void persist_stable(struct node *n, const struct pbft_action *a)
-{
-    struct pbft_msg m = {.type = PBFT_MSG_STABLE, .proof = a->proof};
-
-    if (persist(n, &m) == 0) {
-        prune_votes(n, a->seq);
-        if (store_set_checkpoint(ledger_store(n->ledger), a->seq, a->digest) != 0)
-            LOG_W("store: cannot record the stable checkpoint");
-    }
-}
-
 /*
  * Performs the actions of the last engine call: first every persist (the
  * engine's ordering contract: durable before any send of the same call),
@@ -623,13 +641,9 @@ static void do_actions(struct node *n)
     struct pbft_actions *acts = n->acts;
     bool commits = false;
 
-    for (uint32_t i = 0; i < acts->count; i++) {
-        const struct pbft_action *a = &acts->items[i];
-
-        if (a->type == PBFT_ACT_PERSIST && persist(n, &a->msg) != 0)
-            return;
-        if (a->type == PBFT_ACT_STABLE)
-            persist_stable(n, a);
+    if (persist_actions(n, acts) != 0) {
+        acts->count = 0;
+        return;
     }
     for (uint32_t i = 0; i < acts->count; i++) {
         const struct pbft_action *a = &acts->items[i];

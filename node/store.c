@@ -41,6 +41,12 @@ static const char *const db_names[DB_COUNT] = {
 #define MSG_BYTES 256
 #define WHAT_BYTES 48
 
+struct store_batch {
+    struct store *s;
+    MDB_txn *txn;
+    int rc; /* the first failure; the commit returns it */
+};
+
 struct store {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
@@ -54,6 +60,7 @@ struct store {
     bool unmapped; /* a failed remap left no map: everything returns -BEX_EIO */
     int sticky;
     char msg[MSG_BYTES];
+    struct store_batch batch; /* the one open batch, under wmu */
 };
 
 struct store_read {
@@ -600,6 +607,118 @@ int store_pbft_prune(struct store *s, size_t *deleted, const uint8_t *from, size
     if (rc == 0 && deleted != NULL)
         *deleted = count;
     return rc;
+}
+
+int store_batch_begin(struct store *s, struct store_batch **out)
+{
+    MDB_txn *txn;
+    int rc;
+
+    if (s == NULL || out == NULL)
+        return -BEX_EINVAL;
+    *out = NULL;
+    if ((rc = write_begin(s, &txn, "batch")) != 0)
+        return rc;
+    /* write_begin() holds wmu, so no other batch can be open. */
+    BEX_ASSERT(s->batch.txn == NULL);
+    s->batch = (struct store_batch){s, txn, 0};
+    *out = &s->batch;
+    return 0;
+}
+
+/* Records the batch's first failure; every later operation returns it. */
+static int batch_fail(struct store_batch *b, int rc)
+{
+    BEX_ASSERT(rc < 0);
+    if (b->rc == 0)
+        b->rc = rc;
+    return b->rc;
+}
+
+int store_batch_pbft_put(struct store_batch *b, const uint8_t *key, size_t key_len, const uint8_t *val,
+                         size_t val_len)
+{
+    MDB_val k = val_of(key, key_len), d = val_of(val, val_len);
+    int rc;
+
+    BEX_ASSERT(b != NULL && b->txn != NULL);
+    if (b->rc != 0)
+        return b->rc;
+    if (key == NULL || key_len == 0 || !bytes_ok(val, val_len))
+        return batch_fail(b, -BEX_EINVAL);
+    if (key_len > STORE_PBFT_KEY_BYTES_MAX || val_len > STORE_PBFT_VALUE_BYTES_MAX)
+        return batch_fail(b, fail(b->s, -BEX_ELIMIT,
+                                  "store: pbft put: key of %zu or value of %zu bytes (max %d, %u)", key_len,
+                                  val_len, STORE_PBFT_KEY_BYTES_MAX, STORE_PBFT_VALUE_BYTES_MAX));
+    if ((rc = mdb_put(b->txn, b->s->dbi[DB_PBFT], &k, &d, 0)) != 0)
+        return batch_fail(b, fail_lmdb(b->s, rc, "pbft put"));
+    return 0;
+}
+
+int store_batch_pbft_prune(struct store_batch *b, size_t *deleted, const uint8_t *from, size_t from_len,
+                           const uint8_t *to, size_t to_len)
+{
+    size_t count = 0;
+    int rc;
+
+    BEX_ASSERT(b != NULL && b->txn != NULL);
+    if (deleted != NULL)
+        *deleted = 0;
+    if (b->rc != 0)
+        return b->rc;
+    if (!bytes_ok(from, from_len) || to == NULL || to_len == 0)
+        return batch_fail(b, -BEX_EINVAL);
+    if (from_len > STORE_PBFT_KEY_BYTES_MAX || to_len > STORE_PBFT_KEY_BYTES_MAX)
+        return batch_fail(b, fail(b->s, -BEX_ELIMIT, "store: pbft prune: key of more than %d bytes",
+                                  STORE_PBFT_KEY_BYTES_MAX));
+    if (keycmp(from, from_len, to, to_len) > 0)
+        return batch_fail(b, fail(b->s, -BEX_EINVAL, "store: pbft prune: from is after to"));
+    if ((rc = prune_txn(b->s, b->txn, &count, from, from_len, to, to_len)) != 0)
+        return batch_fail(b, rc);
+    if (deleted != NULL)
+        *deleted = count;
+    return 0;
+}
+
+int store_batch_checkpoint(struct store_batch *b, uint64_t seq, const uint8_t digest[STORE_HASH_BYTES])
+{
+    uint8_t v[8 + STORE_HASH_BYTES];
+    MDB_val k = val_of(META_CHECKPOINT, strlen(META_CHECKPOINT)), d = val_of(v, sizeof v);
+    int rc;
+
+    BEX_ASSERT(b != NULL && b->txn != NULL);
+    if (b->rc != 0)
+        return b->rc;
+    if (digest == NULL)
+        return batch_fail(b, -BEX_EINVAL);
+    be64_put(v, seq);
+    memcpy(v + 8, digest, STORE_HASH_BYTES);
+    if ((rc = mdb_put(b->txn, b->s->dbi[DB_META], &k, &d, 0)) != 0)
+        return batch_fail(b, fail_lmdb(b->s, rc, "set checkpoint"));
+    return 0;
+}
+
+int store_batch_commit(struct store_batch *b)
+{
+    struct store *s;
+    MDB_txn *txn;
+
+    BEX_ASSERT(b != NULL && b->txn != NULL);
+    s = b->s;
+    txn = b->txn;
+    b->txn = NULL;
+    return write_end(s, txn, b->rc, "batch");
+}
+
+void store_batch_abort(struct store_batch *b)
+{
+    MDB_txn *txn;
+
+    if (b == NULL || b->txn == NULL)
+        return;
+    txn = b->txn;
+    b->txn = NULL;
+    (void)write_end(b->s, txn, -BEX_ECLOSED, "batch");
 }
 
 int store_pbft_iter(struct store *s, store_pbft_fn fn, void *arg)

@@ -988,6 +988,74 @@ static void store_pbft_put_iter_prune(void **state)
     assert_int_equal(store_pbft_iter(f->s, NULL, NULL), -BEX_EINVAL);
 }
 
+/* A batch lands whole at its commit, is durable, and an abort or a failed operation leaves nothing. */
+static void store_batch_commits_all_or_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct store_batch *b;
+    struct store_read *r;
+    uint8_t k[17], to[9], digest[STORE_HASH_BYTES], got[STORE_HASH_BYTES];
+    uint8_t big[STORE_PBFT_KEY_BYTES_MAX + 1] = {0};
+    struct collect c;
+    uint64_t seq;
+    size_t deleted;
+
+    fx_open(f, &fast);
+    memset(digest, 0xab, sizeof digest);
+    for (uint64_t s = 1; s <= 4; s++) {
+        vote_key(k, 1, s, 0);
+        assert_int_equal(store_pbft_put(f->s, k, 17, (const uint8_t *)"old", 3), 0);
+    }
+    /* Puts, a prune of seqs 1-2 and a checkpoint in one transaction. */
+    assert_int_equal(store_batch_begin(f->s, &b), 0);
+    for (uint64_t s = 5; s <= 6; s++) {
+        vote_key(k, 1, s, 0);
+        assert_int_equal(store_batch_pbft_put(b, k, 17, (const uint8_t *)"new", 3), 0);
+    }
+    to[0] = 1;
+    be64(to + 1, 3);
+    assert_int_equal(store_batch_pbft_prune(b, &deleted, to, 1, to, 9), 0);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(store_batch_checkpoint(b, 2, digest), 0);
+    assert_int_equal(store_batch_commit(b), 0);
+
+    fx_open(f, &fast);
+    memset(&c, 0, sizeof c);
+    c.stop_after = -1;
+    assert_int_equal(store_pbft_iter(f->s, collect_vote, &c), 0);
+    assert_int_equal(c.n, 4);
+    for (int i = 0; i < 4; i++) {
+        vote_key(k, 1, (uint64_t)(3 + i), 0);
+        assert_memory_equal(c.keys[i], k, 17);
+    }
+    assert_string_equal(c.vals[3], "new");
+    assert_int_equal(store_read_begin(f->s, &r), 0);
+    assert_int_equal(store_get_checkpoint(r, &seq, got), 0);
+    assert_int_equal(seq, 2);
+    assert_memory_equal(got, digest, sizeof digest);
+    store_read_end(r);
+
+    /* An aborted batch leaves nothing. */
+    assert_int_equal(store_batch_begin(f->s, &b), 0);
+    vote_key(k, 1, 9, 0);
+    assert_int_equal(store_batch_pbft_put(b, k, 17, (const uint8_t *)"x", 1), 0);
+    store_batch_abort(b);
+    /* A failed operation fails the batch: later operations and the commit return its code. */
+    assert_int_equal(store_batch_begin(f->s, &b), 0);
+    vote_key(k, 1, 10, 0);
+    assert_int_equal(store_batch_pbft_put(b, k, 17, (const uint8_t *)"x", 1), 0);
+    assert_int_equal(store_batch_pbft_put(b, big, sizeof big, NULL, 0), -BEX_ELIMIT);
+    assert_int_equal(store_batch_pbft_put(b, k, 17, (const uint8_t *)"y", 1), -BEX_ELIMIT);
+    assert_int_equal(store_batch_commit(b), -BEX_ELIMIT);
+    memset(&c, 0, sizeof c);
+    c.stop_after = -1;
+    assert_int_equal(store_pbft_iter(f->s, collect_vote, &c), 0);
+    assert_int_equal(c.n, 4);
+    /* The write lock was released: a plain put works again. */
+    assert_int_equal(store_pbft_put(f->s, k, 17, (const uint8_t *)"z", 1), 0);
+    assert_int_equal(store_batch_begin(f->s, NULL), -BEX_EINVAL);
+}
+
 /* ------------------------------------------------------------- concurrency */
 
 struct writer {
@@ -1267,6 +1335,7 @@ int main(void)
         T(store_map_full_is_sticky_until_resize),
         T(store_disk_error_is_sticky_until_reopen),
         T(store_pbft_put_iter_prune),
+        T(store_batch_commits_all_or_nothing),
         T(store_reader_snapshot_is_consistent),
         T(store_read_moves_between_threads),
         T(store_readers_are_bounded),
