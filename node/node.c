@@ -539,6 +539,42 @@ static void fatal_store(struct node *n, int rc, const char *what)
     n->store_failed = true;
 }
 
+/*
+ * Doubles the LMDB map, up to config_map_size_max_mb(), when the store uses
+ * three quarters of it, or at once when full is set (a write just failed
+ * with -BEX_EMAPFULL). Returns 0 when the map is large enough or was grown,
+ * -BEX_EMAPFULL when it is at its maximum, or a store error. Called only
+ * between blocks, when no read snapshot of the loop is open.
+ */
+static int grow_map(struct node *n, bool full)
+{
+    struct store *st = ledger_store(n->ledger);
+    uint64_t max = (uint64_t)config_map_size_max_mb(&n->cfg) << 20, want;
+    struct store_stats stats;
+    struct store_read *r;
+    int rc;
+
+    if ((rc = store_read_begin(st, &r)) != 0)
+        return rc;
+    rc = store_get_stats(r, &stats);
+    store_read_end(r);
+    if (rc != 0)
+        return rc;
+    if (!full && stats.used_bytes < stats.map_bytes / 4 * 3)
+        return 0;
+    if (stats.map_bytes >= max)
+        return full ? -BEX_EMAPFULL : 0;
+    want = stats.map_bytes * 2 < max ? stats.map_bytes * 2 : max;
+    if ((rc = ledger_resize(n->ledger, (size_t)want)) != 0) {
+        LOG_W("store: cannot grow the map from %" PRIu64 " to %" PRIu64 " MiB: %s", stats.map_bytes >> 20,
+              want >> 20, bex_strerror(rc));
+        return rc;
+    }
+    LOG_I("store: map grown from %" PRIu64 " to %" PRIu64 " MiB (%" PRIu64 " MiB used, at most %" PRIu64 ")",
+          stats.map_bytes >> 20, want >> 20, stats.used_bytes >> 20, max >> 20);
+    return 0;
+}
+
 /* Adds one own vote to the batch; only the latest VIEW-CHANGE is kept. */
 static int persist(struct store_batch *b, const struct pbft_msg *m)
 {
@@ -578,7 +614,7 @@ static int persist_stable(struct store_batch *b, const struct pbft_action *a)
  * write transaction: one commit and one fdatasync per engine call however
  * many votes it signed. Returns 0 when there was nothing to persist.
  */
-static int persist_actions(struct node *n, const struct pbft_actions *acts)
+static int persist_batch(struct node *n, const struct pbft_actions *acts)
 {
     struct store_batch *b = NULL;
     int rc = 0;
@@ -598,6 +634,16 @@ static int persist_actions(struct node *n, const struct pbft_actions *acts)
         else
             store_batch_abort(b);
     }
+    return rc;
+}
+
+/* A full map is grown and the batch written again; any other failure stops the store. */
+static int persist_actions(struct node *n, const struct pbft_actions *acts)
+{
+    int rc = persist_batch(n, acts);
+
+    if (rc == -BEX_EMAPFULL && grow_map(n, true) == 0)
+        rc = persist_batch(n, acts);
     if (rc != 0)
         fatal_store(n, rc, "persisting a vote");
     return rc;
@@ -834,6 +880,8 @@ static int apply_one(struct node *n, uint64_t seq, const uint8_t digest[PBFT_DIG
     const struct ledger_applied *a;
     int rc = ledger_apply(n->ledger, &a, seq, digest, bytes, len, cert, cert_len);
 
+    if (rc == -BEX_EMAPFULL && grow_map(n, true) == 0)
+        rc = ledger_apply(n->ledger, &a, seq, digest, bytes, len, cert, cert_len);
     if (rc != 0) {
         if (rc == -BEX_EMAPFULL || rc == -BEX_ENOSPC || rc == -BEX_EIO || rc == -BEX_ECORRUPT)
             fatal_store(n, rc, "applying a block");
@@ -842,6 +890,9 @@ static int apply_one(struct node *n, uint64_t seq, const uint8_t digest[PBFT_DIG
         return rc;
     }
     after_apply(n, a, bytes, len);
+    /* Grown ahead of need, so that a block rarely meets a full map. */
+    if ((rc = grow_map(n, false)) != 0 && rc != -BEX_EMAPFULL)
+        LOG_W("store: map: %s", bex_strerror(rc));
     return 0;
 }
 
