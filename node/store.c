@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 enum { DB_BLOCKS, DB_CERTS, DB_RECEIPTS, DB_STATE, DB_HISTORY, DB_META, DB_PBFT, DB_COUNT };
@@ -1202,6 +1204,54 @@ int store_get_checkpoint(struct store_read *r, uint64_t *seq, uint8_t digest[STO
     *seq = be64_get(d.mv_data);
     memcpy(digest, (const uint8_t *)d.mv_data + 8, STORE_HASH_BYTES);
     return 0;
+}
+
+/*
+ * LMDB does not tell where it mapped the file (me_mapaddr is only set for a
+ * fixed map), so the mapping is found in /proc/self/maps by the data file's
+ * device and inode.
+ */
+static int unmap_pages(const struct stat *st)
+{
+    char line[512];
+    FILE *fp = fopen("/proc/self/maps", "r");
+    int rc = 0;
+
+    if (fp == NULL)
+        return -BEX_EIO;
+    while (fgets(line, sizeof line, fp) != NULL) {
+        unsigned long start, end, off, ino;
+        unsigned maj, mnr;
+        char perms[8];
+
+        if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &start, &end, perms, &off, &maj, &mnr, &ino) != 7)
+            continue;
+        if (ino != (unsigned long)st->st_ino || maj != major(st->st_dev) || mnr != minor(st->st_dev) || end <= start)
+            continue;
+        if (madvise((void *)start, end - start, MADV_DONTNEED) != 0)
+            rc = -BEX_EIO;
+    }
+    fclose(fp);
+    return rc;
+}
+
+int store_trim(struct store *s)
+{
+    struct stat st;
+    int fd, rc;
+
+    if (s == NULL)
+        return -BEX_EINVAL;
+    /* Under both locks, so that store_resize() cannot move the map meanwhile. */
+    lock(&s->wmu);
+    lock(&s->mu);
+    if (s->unmapped || mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0)
+        rc = -BEX_EIO;
+    else
+        rc = unmap_pages(&st);
+    unlock(&s->mu);
+    unlock(&s->wmu);
+    return rc;
 }
 
 int store_get_stats(struct store_read *r, struct store_stats *out)

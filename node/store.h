@@ -432,6 +432,17 @@ BEX_MUST_USE int store_get_checkpoint(struct store_read *r, uint64_t *seq,
 BEX_MUST_USE int store_get_stats(struct store_read *r, struct store_stats *out);
 
 /*
+ * Drops this process's mappings of the data file's pages (the pages stay in
+ * the kernel's page cache and are mapped again, by a minor fault, when next
+ * read). Every page a reader touches counts in the process's resident set, so
+ * without this the RSS of a long-running node grows with its store although
+ * none of it is the node's own memory. Borrowed pointers stay valid: the file
+ * is mapped shared and read-only, so its content never changes under them.
+ * Returns 0, -BEX_EINVAL (NULL) or -BEX_EIO (the map is lost).
+ */
+BEX_MUST_USE int store_trim(struct store *s);
+
+/*
  * Scans. Each fills out[0..*n) with at most cap (1..STORE_SCAN_MAX) entries
  * and sets *more (if not NULL) to whether further entries follow, so the
  * caller pages on with the last entry returned as the next cursor. Borrowed
