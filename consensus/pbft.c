@@ -122,8 +122,9 @@ uint64_t pbft__timeout(const struct pbft *p)
 
 /*
  * Remembers how long the running timer waited for this commit: the longest
- * wait at once, shorter ones pulling the figure down by an eighth of the
- * difference each, so the timeout follows the load up fast and down slowly.
+ * wait at once, shorter ones pulling the figure down by 1/32 of the
+ * difference each, so the timeout follows the load up fast and down slowly
+ * (commits come in bursts after a slow one: a quick decay would forget it).
  */
 static void note_wait(struct pbft *p)
 {
@@ -135,7 +136,7 @@ static void note_wait(struct pbft *p)
     if (w >= p->wait_ms)
         p->wait_ms = w;
     else
-        p->wait_ms -= (p->wait_ms - w) / 8;
+        p->wait_ms -= (p->wait_ms - w) / 32;
     BEX_ASSERT(p->wait_ms >= w);
 }
 
@@ -236,6 +237,7 @@ static void progress(struct pbft *p)
     /* Castro-Liskov 4.5.2: the back-off ends once requests execute again. */
     p->backoff = 0;
     p->gap_seen = false;
+    p->progressed = true;
     if (p->timer_on) {
         p->timer_since_ms = p->now_ms;
         p->timer_deadline_ms = p->now_ms + pbft__timeout(p);
@@ -592,6 +594,17 @@ int pbft_tick(struct pbft *p, uint64_t now_ms, struct pbft_actions *out)
     if (now_ms < p->now_ms)
         return -BEX_EINVAL;
     p->now_ms = now_ms;
+    /*
+     * Steps run at the time of the last tick: when the node was busy between
+     * two ticks, a commit it has just processed restarted the timer at a
+     * time long past. Restart it again now, so that only time in which no
+     * progress was seen counts against the primary.
+     */
+    if (p->progressed && p->timer_on) {
+        p->timer_since_ms = now_ms;
+        p->timer_deadline_ms = now_ms + pbft__timeout(p);
+    }
+    p->progressed = false;
     /*
      * Catching up first: adopting a checkpoint may free log entries, which
      * must not happen after this call handed out pointers into them.
