@@ -8,9 +8,10 @@
  * accepts the view. Timers: the first expiry uses the base timeout; each
  * further view change without a commit in between doubles it (up to
  * 2^PBFT_BACKOFF_SHIFT_MAX); under load the timeout stretches to a multiple
- * of the recent wait for a commit (pbft__timeout()); a replica changing views only runs the timer
- * once q VIEW-CHANGEs for its target view are in, so a lone replica cannot
- * race through views the others never join.
+ * of the recent wait for a commit, within the same maximum (pbft__timeout());
+ * a replica changing views only runs the timer once q VIEW-CHANGEs for its
+ * target view are in, so a lone replica cannot race through views the
+ * others never join.
  */
 #include "internal.h"
 
