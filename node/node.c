@@ -1351,12 +1351,15 @@ static void on_tick(uv_timer_t *t)
         send_hello(n, P2P_PEER_NONE);
         (void)mempool_evict_older_than(n->mempool, now, MEMPOOL_TTL_MS);
         prop_gc(n);
-        if (++n->sweeps % 5 == 0) {
+        if (++n->sweeps % 5 == 0)
             node_release_sweep(n);
-            /* Keeps the resident set to the node's own memory and the store's hot pages. */
-            if (store_trim(ledger_store(n->ledger)) != 0)
-                LOG_D("store: cannot trim the mapped pages");
-        }
+        /*
+         * Keeps the resident set to the node's own memory and the store's hot
+         * pages: each read fault maps its neighbours too (the kernel's fault-
+         * around), so a few seconds of random reads map much of the file.
+         */
+        if (store_trim(ledger_store(n->ledger)) != 0)
+            LOG_D("store: cannot trim the mapped pages");
     }
     node_rpc_expire(n, now);
     metrics_gauge_set(n->m.view, 0, (double)pbft_view(n->pbft));
