@@ -90,6 +90,9 @@ struct pbft {
     uint32_t backoff;
     bool timer_on;
     uint64_t timer_deadline_ms;
+    uint64_t timer_since_ms; /* when the running timer last started */
+    uint64_t wait_ms;        /* recent longest wait for a commit, decaying */
+    bool progressed;         /* progress since the last tick: restart the timer at it */
     uint64_t retransmit_at_ms;
     uint64_t fetch_at_ms;
     bool gap_seen;

@@ -99,12 +99,45 @@ bool pbft__digest_is_zero(const uint8_t d[PBFT_DIGEST_BYTES])
     return acc == 0;
 }
 
+/*
+ * The base timeout, doubled per view change without a commit (Castro-Liskov
+ * 4.5.2), but never below PBFT_TIMEOUT_WAIT_FACTOR times the recent longest
+ * wait for a commit: a primary that commits, only slowly because every
+ * replica is loaded, is not suspected, while a silent one still is after
+ * at most the largest back-off.
+ */
 uint64_t pbft__timeout(const struct pbft *p)
 {
     uint32_t shift = p->backoff < PBFT_BACKOFF_SHIFT_MAX ? p->backoff : PBFT_BACKOFF_SHIFT_MAX;
+    uint64_t cap = p->cfg.view_timeout_ms << PBFT_BACKOFF_SHIFT_MAX;
+    uint64_t t = p->cfg.view_timeout_ms << shift;
+    uint64_t adapted = p->wait_ms < cap / PBFT_TIMEOUT_WAIT_FACTOR ? p->wait_ms * PBFT_TIMEOUT_WAIT_FACTOR : cap;
+
     BEX_ASSERT(shift <= PBFT_BACKOFF_SHIFT_MAX);
     BEX_ASSERT(p->cfg.view_timeout_ms > 0);
-    return p->cfg.view_timeout_ms << shift;
+    t = t > adapted ? t : adapted;
+    BEX_ASSERT(t <= cap);
+    return t;
+}
+
+/*
+ * Remembers how long the running timer waited for this commit: the longest
+ * wait at once, shorter ones pulling the figure down by 1/32 of the
+ * difference each, so the timeout follows the load up fast and down slowly
+ * (commits come in bursts after a slow one: a quick decay would forget it).
+ */
+static void note_wait(struct pbft *p)
+{
+    uint64_t w;
+
+    if (!p->timer_on || !p->active || p->now_ms <= p->timer_since_ms)
+        return;
+    w = p->now_ms - p->timer_since_ms;
+    if (w >= p->wait_ms)
+        p->wait_ms = w;
+    else
+        p->wait_ms -= (p->wait_ms - w) / 32;
+    BEX_ASSERT(p->wait_ms >= w);
 }
 
 struct pbft__entry *pbft__entry_find(struct pbft *p, uint64_t seq)
@@ -204,8 +237,11 @@ static void progress(struct pbft *p)
     /* Castro-Liskov 4.5.2: the back-off ends once requests execute again. */
     p->backoff = 0;
     p->gap_seen = false;
-    if (p->timer_on)
+    p->progressed = true;
+    if (p->timer_on) {
+        p->timer_since_ms = p->now_ms;
         p->timer_deadline_ms = p->now_ms + pbft__timeout(p);
+    }
     BEX_ASSERT(p->backoff == 0);
 }
 
@@ -225,6 +261,7 @@ void pbft__deliver(struct pbft *p, struct pbft_actions *out)
         a->cert = &e->cert;
         p->delivered = seq;
         p->stats.commits++;
+        note_wait(p);
         progress(p);
     }
     BEX_ASSERT(p->executed <= p->delivered);
@@ -557,6 +594,17 @@ int pbft_tick(struct pbft *p, uint64_t now_ms, struct pbft_actions *out)
     if (now_ms < p->now_ms)
         return -BEX_EINVAL;
     p->now_ms = now_ms;
+    /*
+     * Steps run at the time of the last tick: when the node was busy between
+     * two ticks, a commit it has just processed restarted the timer at a
+     * time long past. Restart it again now, so that only time in which no
+     * progress was seen counts against the primary.
+     */
+    if (p->progressed && p->timer_on) {
+        p->timer_since_ms = now_ms;
+        p->timer_deadline_ms = now_ms + pbft__timeout(p);
+    }
+    p->progressed = false;
     /*
      * Catching up first: adopting a checkpoint may free log entries, which
      * must not happen after this call handed out pointers into them.

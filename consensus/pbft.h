@@ -69,6 +69,14 @@
 #define PBFT_BUFFER_PER_REPLICA 8
 /* The largest exponent of the view-change back-off: timeout * 2^5. */
 #define PBFT_BACKOFF_SHIFT_MAX 5
+/*
+ * The request timeout adapts to the load: it is at least this many times the
+ * longest recent wait for a commit (see pbft__timeout()), and never more than
+ * the largest back-off, view_timeout_ms * 2^PBFT_BACKOFF_SHIFT_MAX. A primary
+ * that commits just before each timeout can thus slow the replicas down, but
+ * no further than that bound (the price of not deposing a loaded primary).
+ */
+#define PBFT_TIMEOUT_WAIT_FACTOR 4
 /* Bound of the action list filled by one call (see pbft.c for the sum). */
 #define PBFT_ACTIONS_MAX (6 * PBFT_WINDOW_MAX + 64)
 

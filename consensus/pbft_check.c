@@ -98,6 +98,7 @@ void pbft__check(const struct pbft *p, const struct pbft_actions *out)
     BEX_ASSERT(p->executed <= p->delivered);
     BEX_ASSERT(p->next_seq > p->stable.seq);
     BEX_ASSERT(p->backoff <= 32);
+    BEX_ASSERT(pbft__timeout(p) <= p->cfg.view_timeout_ms << PBFT_BACKOFF_SHIFT_MAX);
     BEX_ASSERT(!p->replaying);
     if (p->active) {
         BEX_ASSERT(!p->nv_present || p->nv.view == p->view);

@@ -7,9 +7,11 @@
  * whose O set every backup recomputes from the same VIEW-CHANGEs before it
  * accepts the view. Timers: the first expiry uses the base timeout; each
  * further view change without a commit in between doubles it (up to
- * 2^PBFT_BACKOFF_SHIFT_MAX), and a replica changing views only runs the timer
- * once q VIEW-CHANGEs for its target view are in, so a lone replica cannot
- * race through views the others never join.
+ * 2^PBFT_BACKOFF_SHIFT_MAX); under load the timeout stretches to a multiple
+ * of the recent wait for a commit, within the same maximum (pbft__timeout());
+ * a replica changing views only runs the timer once q VIEW-CHANGEs for its
+ * target view are in, so a lone replica cannot race through views the
+ * others never join.
  */
 #include "internal.h"
 
@@ -50,6 +52,7 @@ static void maybe_start_timer(struct pbft *p)
     if (p->timer_on || count_view_changes(p, p->view, true) < p->q)
         return;
     p->timer_on = true;
+    p->timer_since_ms = p->now_ms;
     p->timer_deadline_ms = p->now_ms + pbft__timeout(p);
     BEX_ASSERT(p->timer_deadline_ms >= p->now_ms);
 }
@@ -534,6 +537,7 @@ void pbft__view_tick(struct pbft *p, struct pbft_actions *out)
         }
         if (!p->timer_on) {
             p->timer_on = true;
+            p->timer_since_ms = p->now_ms;
             p->timer_deadline_ms = p->now_ms + pbft__timeout(p);
             return;
         }

@@ -1081,7 +1081,7 @@ int config_genesis_hash(uint8_t out[CRYPTO_HASH_BYTES], const struct genesis *g)
 static const char *const node_names[] = {"genesis",  "node_index", "data_dir",       "listen",
                                          "rpc",      "rpc_public", "node_key",       "tls_key",
                                          "enc_key",  "passphrase_file", "log_level", "map_size_mb",
-                                         "limits"};
+                                         "map_size_max_mb", "limits"};
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 _Static_assert(BEX_ARRAY_LEN(level_names) == CONFIG_LOG_DEBUG + 1, "one name per log level");
@@ -1090,6 +1090,15 @@ const char *config_log_level_name(enum config_log_level level)
 {
     BEX_ASSERT((unsigned)level < BEX_ARRAY_LEN(level_names));
     return level_names[level];
+}
+
+uint32_t config_map_size_max_mb(const struct node_config *c)
+{
+    uint64_t mb = (uint64_t)c->map_size_mb * 16;
+
+    if (c->map_size_max_mb != 0)
+        return c->map_size_max_mb;
+    return mb < MAP_SIZE_MB_MAX ? (uint32_t)mb : MAP_SIZE_MB_MAX;
 }
 
 void config_node_defaults(struct node_config *c)
@@ -1160,6 +1169,10 @@ static int parse_node(const struct loader *l, struct node_config *c, json_t *doc
     if ((rc = read_u64(l, &u, doc, "", "map_size_mb", false, UINT32_MAX)) != 0)
         return rc;
     c->map_size_mb = (uint32_t)u;
+    u = c->map_size_max_mb;
+    if ((rc = read_u64(l, &u, doc, "", "map_size_max_mb", false, UINT32_MAX)) != 0)
+        return rc;
+    c->map_size_max_mb = (uint32_t)u;
 
     if ((rc = member(l, &v, doc, "", "limits", false)) != 0)
         return rc;
@@ -1216,6 +1229,9 @@ static int check_node(const struct loader *l, const struct node_config *c)
     if (c->map_size_mb < MAP_SIZE_MB_MIN || c->map_size_mb > MAP_SIZE_MB_MAX)
         return fail(l, BEX_EINVAL, "map_size_mb", "%u is outside [%u, %u]", c->map_size_mb, MAP_SIZE_MB_MIN,
                     MAP_SIZE_MB_MAX);
+    if (c->map_size_max_mb != 0 && (c->map_size_max_mb < c->map_size_mb || c->map_size_max_mb > MAP_SIZE_MB_MAX))
+        return fail(l, BEX_EINVAL, "map_size_max_mb", "%u is outside [map_size_mb %u, %u] (0: 16 x map_size_mb)",
+                    c->map_size_max_mb, c->map_size_mb, MAP_SIZE_MB_MAX);
     if ((rc = num_check(l, lim, "limits", limits_fields, BEX_ARRAY_LEN(limits_fields))) != 0)
         return rc;
     if (lim->peer_queue_bytes_max < lim->frame_bytes_max)
@@ -1322,6 +1338,8 @@ static json_t *node_json(const struct node_config *c)
         ok = ok && put(doc, "passphrase_file", json_string(c->passphrase_file));
     ok = ok && put(doc, "log_level", json_string(config_log_level_name(c->log_level)));
     ok = ok && put(doc, "map_size_mb", json_integer(c->map_size_mb));
+    if (c->map_size_max_mb != 0)
+        ok = ok && put(doc, "map_size_max_mb", json_integer(c->map_size_max_mb));
     ok = ok && put(doc, "limits", numbers_json(&c->limits, limits_fields, BEX_ARRAY_LEN(limits_fields)));
     if (!ok) {
         json_decref(doc);

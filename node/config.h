@@ -139,6 +139,12 @@ struct node_config {
     char passphrase_file[CONFIG_PATH_MAX];
     enum config_log_level log_level; /* default info */
     uint32_t map_size_mb;            /* LMDB map size: [16, 4194304], default 1024 */
+    /*
+     * The node doubles the map as the store fills, up to this: 0 (the
+     * default) means 16 x map_size_mb capped at 4194304, else
+     * [map_size_mb, 4194304]; equal to map_size_mb: never grows.
+     */
+    uint32_t map_size_max_mb;
     struct node_limits limits;
 };
 
@@ -212,6 +218,9 @@ BEX_MUST_USE int config_write_node(const struct node_config *c, const char *path
 
 /* Clears c. Accepts a zeroed or half-loaded struct. */
 void config_node_close(struct node_config *c);
+
+/* The largest map the node may grow its store to, in MiB: map_size_max_mb or its default. */
+uint32_t config_map_size_max_mb(const struct node_config *c);
 
 /* Returns "error", "warn", "info" or "debug". */
 const char *config_log_level_name(enum config_log_level level);

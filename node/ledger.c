@@ -268,6 +268,18 @@ static int exec_read_renew(struct ledger *l)
     return store_read_begin(l->store, &l->exec_read.r);
 }
 
+int ledger_resize(struct ledger *l, size_t map_bytes)
+{
+    int rc, rrc;
+
+    /* LMDB remaps only while no snapshot is open: close the executor's around it. */
+    store_read_end(l->exec_read.r);
+    l->exec_read.r = NULL;
+    rc = store_resize(l->store, map_bytes);
+    rrc = store_read_begin(l->store, &l->exec_read.r);
+    return rc != 0 ? rc : rrc;
+}
+
 /* ------------------------------------------------------ genesis and open */
 
 static void agencies_free(Bex__Agency *a, size_t n)

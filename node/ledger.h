@@ -91,6 +91,13 @@ const uint8_t *ledger_hash(const struct ledger *l);
 struct store *ledger_store(struct ledger *l);
 
 /*
+ * Grows the store's map to map_bytes (see store_resize()), closing and
+ * reopening the executor's snapshot around it. No other snapshot of the
+ * store may be open. Errors: those of store_resize() and store_read_begin().
+ */
+BEX_MUST_USE int ledger_resize(struct ledger *l, size_t map_bytes);
+
+/*
  * The last nonce the agency used (0 if none), from committed state.
  * Errors: -BEX_ECORRUPT (malformed value), store read errors.
  */

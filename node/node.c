@@ -168,6 +168,65 @@ static void send_env(struct node *n, uint32_t peer, const Bex__Envelope *env)
     free(buf);
 }
 
+/*
+ * Sends an Envelope holding one length-delimited field (a Tx or a
+ * BlockProposal) whose encoding is at hand: the frame is the field's tag, its
+ * length as a varint and the bytes, exactly what packing the message again
+ * would produce, without decoding or encoding it.
+ */
+static void send_field(struct node *n, uint32_t peer, uint32_t field, const uint8_t *bytes, size_t len)
+{
+    uint8_t *buf = malloc(len + 11);
+    size_t k = 0;
+    int rc;
+
+    BEX_ASSERT(field > 0 && field < 16);
+    if (buf == NULL) {
+        LOG_E("node: out of memory encoding a message");
+        return;
+    }
+    buf[k++] = (uint8_t)(field << 3 | 2);
+    for (size_t v = len; k == 1 || v > 0; v >>= 7)
+        buf[k++] = (uint8_t)((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+    memcpy(buf + k, bytes, len);
+    if (peer == P2P_PEER_NONE)
+        rc = p2p_broadcast(&n->p2p, buf, k + len);
+    else
+        rc = p2p_send(&n->p2p, peer, buf, k + len);
+    if (rc != 0 && rc != -BEX_ECLOSED)
+        LOG_D("node: send to %d: %s", peer == P2P_PEER_NONE ? -1 : (int)peer, bex_strerror(rc));
+    free(buf);
+}
+
+/*
+ * When frame is an Envelope of exactly one length-delimited field (what
+ * every packer emits for a Tx or a BlockProposal), sets *field and the
+ * field's bytes and returns true; the caller then skips decoding the
+ * Envelope and re-encoding its content. Anything else returns false.
+ */
+static bool frame_field(uint32_t *field, const uint8_t **payload, size_t *payload_len, const uint8_t *frame,
+                        size_t len)
+{
+    uint64_t v = 0;
+    size_t k = 1;
+
+    if (len < 2 || (frame[0] & 0x87) != 2 || frame[0] >> 3 == 0)
+        return false;
+    for (unsigned shift = 0;; shift += 7) {
+        if (k >= len || shift > 56)
+            return false;
+        v |= (uint64_t)(frame[k] & 0x7f) << shift;
+        if ((frame[k++] & 0x80) == 0)
+            break;
+    }
+    if (v != len - k)
+        return false;
+    *field = frame[0] >> 3;
+    *payload = frame + k;
+    *payload_len = len - k;
+    return true;
+}
+
 static void send_hello(struct node *n, uint32_t peer)
 {
     Bex__Envelope env = BEX__ENVELOPE__INIT;
@@ -313,8 +372,7 @@ static void release_held(struct node *n)
     n->held_n = k;
 }
 
-static void on_proposal(struct node *n, uint32_t peer, const Bex__BlockProposal *p_unused, const uint8_t *bytes,
-                        size_t len)
+static void on_proposal(struct node *n, uint32_t peer, const uint8_t *bytes, size_t len)
 {
     uint8_t digest[PBFT_DIGEST_BYTES];
     uint8_t *copy;
@@ -322,7 +380,6 @@ static void on_proposal(struct node *n, uint32_t peer, const Bex__BlockProposal 
     char why[160] = "";
     int rc, label;
 
-    (void)p_unused;
     crypto_sha256(digest, bytes, len);
     if (prop_find(n, digest) != NULL)
         return;
@@ -421,13 +478,7 @@ static void maybe_propose(struct node *n, uint64_t now_ms)
         goto unmark;
     bex__block_proposal__pack(&bp, bytes);
     crypto_sha256(digest, bytes, len);
-    {
-        Bex__Envelope env = BEX__ENVELOPE__INIT;
-
-        env.kind_case = BEX__ENVELOPE__KIND_PROPOSAL;
-        env.proposal = &bp;
-        send_env(n, P2P_PEER_NONE, &env);
-    }
+    send_field(n, P2P_PEER_NONE, BEX__ENVELOPE__KIND_PROPOSAL, bytes, len);
     if (prop_add(n, digest, seq, bytes, len, true) == NULL) {
         bytes = NULL;
         goto unmark;
@@ -505,7 +556,44 @@ static void fatal_store(struct node *n, int rc, const char *what)
     n->store_failed = true;
 }
 
-static int persist(struct node *n, const struct pbft_msg *m)
+/*
+ * Doubles the LMDB map, up to config_map_size_max_mb(), when the store uses
+ * three quarters of it, or at once when full is set (a write just failed
+ * with -BEX_EMAPFULL). Returns 0 when the map is large enough or was grown,
+ * -BEX_EMAPFULL when it is at its maximum, or a store error. Called only
+ * between blocks, when no read snapshot of the loop is open.
+ */
+static int grow_map(struct node *n, bool full)
+{
+    struct store *st = ledger_store(n->ledger);
+    uint64_t max = (uint64_t)config_map_size_max_mb(&n->cfg) << 20, want;
+    struct store_stats stats;
+    struct store_read *r;
+    int rc;
+
+    if ((rc = store_read_begin(st, &r)) != 0)
+        return rc;
+    rc = store_get_stats(r, &stats);
+    store_read_end(r);
+    if (rc != 0)
+        return rc;
+    if (!full && stats.used_bytes < stats.map_bytes / 4 * 3)
+        return 0;
+    if (stats.map_bytes >= max)
+        return full ? -BEX_EMAPFULL : 0;
+    want = stats.map_bytes * 2 < max ? stats.map_bytes * 2 : max;
+    if ((rc = ledger_resize(n->ledger, (size_t)want)) != 0) {
+        LOG_W("store: cannot grow the map from %" PRIu64 " to %" PRIu64 " MiB: %s", stats.map_bytes >> 20,
+              want >> 20, bex_strerror(rc));
+        return rc;
+    }
+    LOG_I("store: map grown from %" PRIu64 " to %" PRIu64 " MiB (%" PRIu64 " MiB used, at most %" PRIu64 ")",
+          stats.map_bytes >> 20, want >> 20, stats.used_bytes >> 20, max >> 20);
+    return 0;
+}
+
+/* Adds one own vote to the batch; only the latest VIEW-CHANGE is kept. */
+static int persist(struct store_batch *b, const struct pbft_msg *m)
 {
     uint8_t key[32], *val;
     size_t klen = vote_key(key, m), vlen;
@@ -513,31 +601,69 @@ static int persist(struct node *n, const struct pbft_msg *m)
 
     if ((rc = wire_encode(&val, &vlen, m)) != 0)
         return rc;
-    rc = store_pbft_put(ledger_store(n->ledger), key, klen, val, vlen);
+    rc = store_batch_pbft_put(b, key, klen, val, vlen);
     free(val);
-    if (rc == 0 && m->type == PBFT_MSG_VIEW_CHANGE && m->view_change->new_view > 0) {
-        /* Only the latest VIEW-CHANGE matters. */
-        uint8_t to[32];
-        size_t tlen = vote_key(to, m);
-
-        rc = store_pbft_prune(ledger_store(n->ledger), NULL, (const uint8_t *)"b", 1, to, tlen);
-    }
-    if (rc != 0)
-        fatal_store(n, rc, "persisting a vote");
+    if (rc == 0 && m->type == PBFT_MSG_VIEW_CHANGE && m->view_change->new_view > 0)
+        rc = store_batch_pbft_prune(b, NULL, (const uint8_t *)"b", 1, key, klen);
     return rc;
 }
 
-/* After a stable checkpoint at seq: drop persisted votes of seqs <= seq. */
-static void prune_votes(struct node *n, uint64_t seq)
+/* Adds a stable checkpoint to the batch and drops the votes of seqs <= seq. */
+static int persist_stable(struct store_batch *b, const struct pbft_action *a)
 {
-    for (uint8_t t = PBFT_MSG_PRE_PREPARE; t <= PBFT_MSG_PREPARED; t++) {
+    struct pbft_msg m = {.type = PBFT_MSG_STABLE, .proof = a->proof};
+    int rc = persist(b, &m);
+
+    for (uint8_t t = PBFT_MSG_PRE_PREPARE; rc == 0 && t <= PBFT_MSG_PREPARED; t++) {
         uint8_t from[2] = {'d', t}, to[10] = {'d', t};
 
         for (int i = 7; i >= 0; i--)
-            to[2 + (7 - i)] = (uint8_t)((seq + 1) >> (8 * i));
-        if (store_pbft_prune(ledger_store(n->ledger), NULL, from, 2, to, 10) != 0)
-            LOG_W("store: cannot prune persisted votes below %" PRIu64, seq);
+            to[2 + (7 - i)] = (uint8_t)((a->seq + 1) >> (8 * i));
+        rc = store_batch_pbft_prune(b, NULL, from, 2, to, 10);
     }
+    if (rc == 0)
+        rc = store_batch_checkpoint(b, a->seq, a->digest);
+    return rc;
+}
+
+/*
+ * Persists every PERSIST and STABLE action of the last engine call in one
+ * write transaction: one commit and one fdatasync per engine call however
+ * many votes it signed. Returns 0 when there was nothing to persist.
+ */
+static int persist_batch(struct node *n, const struct pbft_actions *acts)
+{
+    struct store_batch *b = NULL;
+    int rc = 0;
+
+    for (uint32_t i = 0; rc == 0 && i < acts->count; i++) {
+        const struct pbft_action *a = &acts->items[i];
+
+        if (a->type != PBFT_ACT_PERSIST && a->type != PBFT_ACT_STABLE)
+            continue;
+        if (b == NULL && (rc = store_batch_begin(ledger_store(n->ledger), &b)) != 0)
+            break;
+        rc = a->type == PBFT_ACT_PERSIST ? persist(b, &a->msg) : persist_stable(b, a);
+    }
+    if (b != NULL) {
+        if (rc == 0)
+            rc = store_batch_commit(b);
+        else
+            store_batch_abort(b);
+    }
+    return rc;
+}
+
+/* A full map is grown and the batch written again; any other failure stops the store. */
+static int persist_actions(struct node *n, const struct pbft_actions *acts)
+{
+    int rc = persist_batch(n, acts);
+
+    if (rc == -BEX_EMAPFULL && grow_map(n, true) == 0)
+        rc = persist_batch(n, acts);
+    if (rc != 0)
+        fatal_store(n, rc, "persisting a vote");
+    return rc;
 }
 
 struct restore_ctx {
@@ -575,18 +701,8 @@ static void send_msg(struct node *n, uint32_t to, const struct pbft_msg *m)
         /* A proposal travels ahead of its PRE-PREPARE (retransmits and NEW-VIEW re-issues too). */
         struct node_proposal *p = prop_find(n, m->vote.digest);
 
-        if (p != NULL) {
-            Bex__BlockProposal *bp = bex__block_proposal__unpack(NULL, p->len, p->bytes);
-
-            if (bp != NULL) {
-                Bex__Envelope env = BEX__ENVELOPE__INIT;
-
-                env.kind_case = BEX__ENVELOPE__KIND_PROPOSAL;
-                env.proposal = bp;
-                send_env(n, to, &env);
-                bex__block_proposal__free_unpacked(bp, NULL);
-            }
-        }
+        if (p != NULL)
+            send_field(n, to, BEX__ENVELOPE__KIND_PROPOSAL, p->bytes, p->len);
     }
     if ((rc = wire_encode(&buf, &len, m)) != 0) {
         LOG_E("node: encoding a consensus message: %s", bex_strerror(rc));
@@ -622,17 +738,6 @@ static void queue_commit(struct node *n, const struct pbft_action *a)
     n->commits_n++;
 }
 
-static void persist_stable(struct node *n, const struct pbft_action *a)
-{
-    struct pbft_msg m = {.type = PBFT_MSG_STABLE, .proof = a->proof};
-
-    if (persist(n, &m) == 0) {
-        prune_votes(n, a->seq);
-        if (store_set_checkpoint(ledger_store(n->ledger), a->seq, a->digest) != 0)
-            LOG_W("store: cannot record the stable checkpoint");
-    }
-}
-
 /*
  * Performs the actions of the last engine call: first every persist (the
  * engine's ordering contract: durable before any send of the same call),
@@ -644,13 +749,9 @@ static void do_actions(struct node *n)
     struct pbft_actions *acts = n->acts;
     bool commits = false;
 
-    for (uint32_t i = 0; i < acts->count; i++) {
-        const struct pbft_action *a = &acts->items[i];
-
-        if (a->type == PBFT_ACT_PERSIST && persist(n, &a->msg) != 0)
-            return;
-        if (a->type == PBFT_ACT_STABLE)
-            persist_stable(n, a);
+    if (persist_actions(n, acts) != 0) {
+        acts->count = 0;
+        return;
     }
     for (uint32_t i = 0; i < acts->count; i++) {
         const struct pbft_action *a = &acts->items[i];
@@ -698,57 +799,82 @@ static void do_actions(struct node *n)
 
 /* ---------------------------------------------------------------- applying blocks */
 
-static bool is_deferred(const struct ledger_applied *a, const uint8_t id[32])
+/* Fills the senders done[] lacks from the block's txs, matched by tx id. */
+static void senders_from_block(struct mempool_done *done, char (*senders)[MEMPOOL_SENDER_BYTES_MAX + 1], size_t count,
+                               const uint8_t *proposal, size_t len)
 {
-    for (size_t i = 0; i < a->deferred_count; i++)
-        if (memcmp(a->deferred[i], id, 32) == 0)
-            return true;
-    return false;
+    Bex__BlockProposal *p = bex__block_proposal__unpack(NULL, len, proposal);
+    size_t next = 0;
+
+    for (size_t i = 0; p != NULL && i < p->n_txs; i++) {
+        Bex__Tx *tx = bex__tx__unpack(NULL, p->txs[i].len, p->txs[i].data);
+        Bex__TxBody *body;
+        uint8_t id[CRYPTO_HASH_BYTES];
+
+        if (tx == NULL)
+            continue;
+        crypto_sha256(id, tx->body.data, tx->body.len);
+        /* Receipts are in block order: resume the search where the last match was. */
+        for (size_t k = 0; k < count; k++) {
+            size_t j = (next + k) % count;
+
+            if (done[j].sender != NULL || memcmp(done[j].id, id, CRYPTO_HASH_BYTES) != 0)
+                continue;
+            body = bex__tx_body__unpack(NULL, tx->body.len, tx->body.data);
+            if (body != NULL) {
+                snprintf(senders[j], sizeof senders[j], "%s", body->sender);
+                done[j].sender = senders[j];
+                bex__tx_body__free_unpacked(body, NULL);
+            }
+            next = j + 1;
+            break;
+        }
+        bex__tx__free_unpacked(tx, NULL);
+    }
+    if (p != NULL)
+        bex__block_proposal__free_unpacked(p, NULL);
 }
 
 /*
  * Drops the block's txs from the pool, but for those the executor deferred
  * (their nonce came too early): they stay pending, to be proposed again.
+ * Usually the pool holds every tx of the block and knows its sender, so the
+ * block's txs are decoded here only when some receipt names a tx the pool
+ * does not hold (its sender's nonce must be refreshed all the same).
  */
 static void mempool_after_block(struct node *n, const struct ledger_applied *a, const uint8_t *proposal, size_t len)
 {
-    Bex__BlockProposal *p;
+    const struct exec_output *out = a->out;
     struct mempool_done *done;
-    Bex__TxBody **bodies;
+    char (*senders)[MEMPOOL_SENDER_BYTES_MAX + 1];
+    size_t count = out->receipt_count;
+    bool unknown = false;
 
-    if (len == 0)
+    if (len == 0 || count == 0)
         return;
-    p = bex__block_proposal__unpack(NULL, len, proposal);
-    if (p == NULL)
-        return;
-    done = calloc(p->n_txs ? p->n_txs : 1, sizeof *done);
-    bodies = calloc(p->n_txs ? p->n_txs : 1, sizeof *bodies);
-    if (done != NULL && bodies != NULL) {
-        size_t count = 0;
+    done = calloc(count, sizeof *done);
+    senders = calloc(count, sizeof *senders);
+    if (done == NULL || senders == NULL)
+        goto done;
+    for (size_t i = 0; i < count; i++) {
+        const struct mempool_tx *t = mempool_get(n->mempool, out->receipts[i].tx_id);
 
-        for (size_t i = 0; i < p->n_txs; i++) {
-            Bex__Tx *tx = bex__tx__unpack(NULL, p->txs[i].len, p->txs[i].data);
-
-            if (tx == NULL)
-                continue;
-            crypto_sha256(done[count].id, tx->body.data, tx->body.len);
-            if (!is_deferred(a, done[count].id)) {
-                bodies[count] = bex__tx_body__unpack(NULL, tx->body.len, tx->body.data);
-                done[count].sender = bodies[count] ? bodies[count]->sender : NULL;
-                count++;
-            }
-            bex__tx__free_unpacked(tx, NULL);
-        }
-        if (mempool_commit(n->mempool, done, count) != 0)
-            LOG_W("mempool: cannot refresh nonces after a block");
-        for (size_t i = 0; i < p->n_txs; i++) {
-            if (bodies[i] != NULL)
-                bex__tx_body__free_unpacked(bodies[i], NULL);
+        memcpy(done[i].id, out->receipts[i].tx_id, MEMPOOL_ID_BYTES);
+        if (t != NULL) {
+            /* Copied: mempool_commit() frees the pool's entry before it reads the sender. */
+            snprintf(senders[i], sizeof senders[i], "%s", t->sender);
+            done[i].sender = senders[i];
+        } else {
+            unknown = true;
         }
     }
+    if (unknown)
+        senders_from_block(done, senders, count, proposal, len);
+    if (mempool_commit(n->mempool, done, count) != 0)
+        LOG_W("mempool: cannot refresh nonces after a block");
+done:
     free(done);
-    free(bodies);
-    bex__block_proposal__free_unpacked(p, NULL);
+    free(senders);
 }
 
 /* Everything that follows a block landing in the store, whichever way it came. */
@@ -775,6 +901,8 @@ static int apply_one(struct node *n, uint64_t seq, const uint8_t digest[PBFT_DIG
     const struct ledger_applied *a;
     int rc = ledger_apply(n->ledger, &a, seq, digest, bytes, len, cert, cert_len);
 
+    if (rc == -BEX_EMAPFULL && grow_map(n, true) == 0)
+        rc = ledger_apply(n->ledger, &a, seq, digest, bytes, len, cert, cert_len);
     if (rc != 0) {
         if (rc == -BEX_EMAPFULL || rc == -BEX_ENOSPC || rc == -BEX_EIO || rc == -BEX_ECORRUPT)
             fatal_store(n, rc, "applying a block");
@@ -783,6 +911,9 @@ static int apply_one(struct node *n, uint64_t seq, const uint8_t digest[PBFT_DIG
         return rc;
     }
     after_apply(n, a, bytes, len);
+    /* Grown ahead of need, so that a block rarely meets a full map. */
+    if ((rc = grow_map(n, false)) != 0 && rc != -BEX_EMAPFULL)
+        LOG_W("store: map: %s", bex_strerror(rc));
     return 0;
 }
 
@@ -1019,12 +1150,11 @@ static void on_vote(struct node *n, uint32_t peer, const struct pbft_msg *m)
     do_actions(n);
 }
 
-static void on_tx(struct node *n, const Bex__Tx *tx_unused, const uint8_t *bytes, size_t len)
+static void on_tx(struct node *n, const uint8_t *bytes, size_t len)
 {
     struct txcheck_result res;
     char reason[128];
 
-    (void)tx_unused;
     if (txcheck_tx(n->txcheck, &res, bytes, len) != 0)
         return;
     if (mempool_add(n->mempool, reason, sizeof reason, res.id, res.sender, res.nonce, bytes, len, mono_ms(n)) != 0)
@@ -1036,12 +1166,26 @@ static void on_frame(uint32_t peer, const uint8_t *bytes, size_t len, void *ud)
     struct node *n = ud;
     Bex__Envelope *env;
     struct pbft_msg m;
+    const uint8_t *payload;
+    size_t payload_len;
+    uint32_t field;
 
     if (n->stopping || peer >= n->gen.nodes_n)
         return;
 #ifdef BEX_BYZANTINE
     node_byz_frame_in(n, peer, bytes, len);
 #endif
+    /* Txs and proposals are used as the bytes they arrived in: no decode and re-encode here. */
+    if (frame_field(&field, &payload, &payload_len, bytes, len)) {
+        if (field == BEX__ENVELOPE__KIND_TX) {
+            on_tx(n, payload, payload_len);
+            return;
+        }
+        if (field == BEX__ENVELOPE__KIND_PROPOSAL) {
+            on_proposal(n, peer, payload, payload_len);
+            return;
+        }
+    }
     env = bex__envelope__unpack(NULL, len, bytes);
     if (env == NULL) {
         /* An authenticated peer that sends bytes no honest node encodes is faulty: drop its link. */
@@ -1059,13 +1203,13 @@ static void on_frame(uint32_t peer, const uint8_t *bytes, size_t len, void *ud)
         update_catchup(n);
         break;
     case BEX__ENVELOPE__KIND_TX: {
-        /* Re-encode-free: the Tx bytes are the envelope's field, find them by packing once. */
+        /* An Envelope frame_field() did not take apart: encode the Tx again. */
         size_t tl = bex__tx__get_packed_size(env->tx);
         uint8_t *tb = malloc(tl ? tl : 1);
 
         if (tb != NULL) {
             bex__tx__pack(env->tx, tb);
-            on_tx(n, env->tx, tb, tl);
+            on_tx(n, tb, tl);
             free(tb);
         }
         break;
@@ -1084,7 +1228,7 @@ static void on_frame(uint32_t peer, const uint8_t *bytes, size_t len, void *ud)
 
         if (pb != NULL) {
             bex__block_proposal__pack(env->proposal, pb);
-            on_proposal(n, peer, env->proposal, pb, pl);
+            on_proposal(n, peer, pb, pl);
             free(pb);
         }
         break;
@@ -1093,17 +1237,8 @@ static void on_frame(uint32_t peer, const uint8_t *bytes, size_t len, void *ud)
         if (env->proposal_request.len == PBFT_DIGEST_BYTES) {
             struct node_proposal *p = prop_find(n, env->proposal_request.data);
 
-            if (p != NULL) {
-                Bex__BlockProposal *bp = bex__block_proposal__unpack(NULL, p->len, p->bytes);
-                Bex__Envelope out = BEX__ENVELOPE__INIT;
-
-                if (bp != NULL) {
-                    out.kind_case = BEX__ENVELOPE__KIND_PROPOSAL;
-                    out.proposal = bp;
-                    send_env(n, peer, &out);
-                    bex__block_proposal__free_unpacked(bp, NULL);
-                }
-            }
+            if (p != NULL)
+                send_field(n, peer, BEX__ENVELOPE__KIND_PROPOSAL, p->bytes, p->len);
         }
         break;
     case BEX__ENVELOPE__KIND_BLOCK_REQUEST:
@@ -1186,17 +1321,7 @@ int node_submit(struct node *n, uint8_t id[CRYPTO_HASH_BYTES], char *reason, siz
         return 0; /* already committed: idempotent, tx.get has its receipt */
     if (rc != 0)
         return rc;
-    {
-        Bex__Envelope env = BEX__ENVELOPE__INIT;
-        Bex__Tx *t = bex__tx__unpack(NULL, len, tx);
-
-        if (t != NULL) {
-            env.kind_case = BEX__ENVELOPE__KIND_TX;
-            env.tx = t;
-            send_env(n, P2P_PEER_NONE, &env);
-            bex__tx__free_unpacked(t, NULL);
-        }
-    }
+    send_field(n, P2P_PEER_NONE, BEX__ENVELOPE__KIND_TX, tx, len);
     metrics_gauge_set(n->m.mempool_txs, 0, (double)mempool_count(n->mempool));
     return 0;
 }
@@ -1308,6 +1433,13 @@ static void on_tick(uv_timer_t *t)
         refresh_fault_metrics(n);
         if (++n->sweeps % 5 == 0)
             node_release_sweep(n);
+        /*
+         * Keeps the resident set to the node's own memory and the store's hot
+         * pages: each read fault maps its neighbours too (the kernel's fault-
+         * around), so a few seconds of random reads map much of the file.
+         */
+        if (store_trim(ledger_store(n->ledger)) != 0)
+            LOG_D("store: cannot trim the mapped pages");
     }
 #ifdef BEX_BYZANTINE
     node_byz_tick(n, now);

@@ -44,6 +44,7 @@
 #define NODE_HELD_MAX (2 * PBFT_WINDOW_MAX)          /* PRE-PREPAREs waiting for their proposal */
 #define NODE_COMMITS_MAX (2 * PBFT_WINDOW_MAX)       /* committed, not yet applied */
 #define NODE_WAITERS_MAX 4096                        /* tx.wait calls */
+#define NODE_WAITER_BUCKETS (2 * NODE_WAITERS_MAX)   /* tx.wait calls by tx id; a power of two */
 #define NODE_FETCH_BLOCKS_MAX 64                     /* blocks per BlockResponse */
 
 struct node_proposal {
@@ -68,6 +69,7 @@ struct node_waiter {
     uint8_t id[CRYPTO_HASH_BYTES];
     uint64_t deadline_ms;
     struct rpc_call *call;
+    uint16_t next; /* the next waiter of the same bucket, plus one; 0 ends the chain */
 };
 
 struct node_metrics {
@@ -126,7 +128,9 @@ struct node {
     bool catching_up;
 
     struct node_waiter waiters[NODE_WAITERS_MAX];
+    uint16_t waiter_buckets[NODE_WAITER_BUCKETS]; /* first waiter of each bucket, plus one; 0 if none */
     uint32_t waiters_n;
+    uint64_t waiters_due_ms; /* no waiter's deadline comes before this */
 
     uint64_t committed_txs;
     uint64_t view_changes;

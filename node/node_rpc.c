@@ -383,15 +383,38 @@ static void m_tx_get(struct rpc_call *call, const json_t *params, void *ud)
     rpc_reply(call, obj);
 }
 
+_Static_assert(NODE_WAITERS_MAX < UINT16_MAX, "waiter links are uint16_t");
+_Static_assert((NODE_WAITER_BUCKETS & (NODE_WAITER_BUCKETS - 1)) == 0, "buckets: a power of two");
+
+/* Tx ids are SHA-256 digests: their first bytes spread evenly over the buckets. */
+static uint16_t *waiter_bucket(struct node *n, const uint8_t id[CRYPTO_HASH_BYTES])
+{
+    return &n->waiter_buckets[id_tag(id) >> 1 & (NODE_WAITER_BUCKETS - 1)];
+}
+
+/* Unlinks waiter w from its bucket and frees its slot. */
+static void waiter_remove(struct node *n, uint32_t w)
+{
+    uint16_t *link = waiter_bucket(n, n->waiters[w].id);
+
+    BEX_ASSERT(n->waiters[w].used);
+    BEX_ASSERT(n->waiters_n > 0);
+    while (*link != w + 1) {
+        BEX_ASSERT(*link != 0);
+        link = &n->waiters[*link - 1].next;
+    }
+    *link = n->waiters[w].next;
+    memset(&n->waiters[w], 0, sizeof n->waiters[w]);
+    n->waiters_n--;
+}
+
 static void wait_cancel(struct rpc_call *call, void *ud)
 {
     struct node *n = ud;
 
     for (uint32_t i = 0; i < NODE_WAITERS_MAX; i++) {
-        if (n->waiters[i].used && n->waiters[i].call == call) {
-            n->waiters[i].used = false;
-            n->waiters_n--;
-        }
+        if (n->waiters[i].used && n->waiters[i].call == call)
+            waiter_remove(n, i);
     }
 }
 
@@ -399,6 +422,7 @@ int node_wait(struct node *n, struct rpc_call *call, const uint8_t id[CRYPTO_HAS
 {
     for (uint32_t i = 0; i < NODE_WAITERS_MAX; i++) {
         struct node_waiter *w = &n->waiters[i];
+        uint16_t *head;
 
         if (!w->used) {
             if (rpc_defer(call, wait_cancel, n) != 0)
@@ -407,7 +431,11 @@ int node_wait(struct node *n, struct rpc_call *call, const uint8_t id[CRYPTO_HAS
             memcpy(w->id, id, 32);
             w->deadline_ms = uv_now(n->loop) + timeout_ms;
             w->call = call;
-            n->waiters_n++;
+            head = waiter_bucket(n, id);
+            w->next = *head;
+            *head = (uint16_t)(i + 1);
+            if (n->waiters_n++ == 0 || w->deadline_ms < n->waiters_due_ms)
+                n->waiters_due_ms = w->deadline_ms;
             return 0;
         }
     }
@@ -459,42 +487,52 @@ void node_rpc_committed(struct node *n, const struct ledger_applied *a)
             submits[tag % SUBMIT_SLOTS].tag = 0;
         }
     }
-    if (n->waiters_n == 0)
+    /* Each receipt looks in its own bucket: O(receipts), whatever the number of waiters. */
+    for (size_t i = 0; i < a->out->receipt_count && n->waiters_n > 0; i++) {
+        const uint8_t *id = a->out->receipts[i].tx_id;
+        uint16_t link = *waiter_bucket(n, id);
+
+        while (link != 0) {
+            uint32_t w = link - 1u;
+            struct node_waiter *wt = &n->waiters[w];
+            struct rpc_call *call = wt->call;
+            json_t *obj;
+
+            link = wt->next;
+            if (memcmp(wt->id, id, 32) != 0)
+                continue;
+            obj = tx_json(n, id);
+            waiter_remove(n, w);
+            if (obj != NULL)
+                rpc_reply(call, obj);
+            else
+                rpc_reply_error(call, RPC_INTERNAL_ERROR, "committed but unreadable", NULL);
+        }
+    }
+}
+
+/* Scans the waiters only when the earliest deadline has come, and learns the next one. */
+void node_rpc_expire(struct node *n, uint64_t now_ms)
+{
+    uint64_t due = UINT64_MAX;
+
+    if (n->waiters_n == 0 || now_ms < n->waiters_due_ms)
         return;
     for (uint32_t w = 0; w < NODE_WAITERS_MAX; w++) {
         struct node_waiter *wt = &n->waiters[w];
 
         if (!wt->used)
             continue;
-        for (size_t i = 0; i < a->out->receipt_count; i++) {
-            if (memcmp(wt->id, a->out->receipts[i].tx_id, 32) == 0) {
-                json_t *obj = tx_json(n, wt->id);
+        if (now_ms >= wt->deadline_ms) {
+            struct rpc_call *call = wt->call;
 
-                wt->used = false;
-                n->waiters_n--;
-                if (obj != NULL)
-                    rpc_reply(wt->call, obj);
-                else
-                    rpc_reply_error(wt->call, RPC_INTERNAL_ERROR, "committed but unreadable", NULL);
-                break;
-            }
+            waiter_remove(n, w);
+            rpc_reply_error(call, RPC_TIMEOUT, "the transaction did not commit before the timeout", NULL);
+        } else if (wt->deadline_ms < due) {
+            due = wt->deadline_ms;
         }
     }
-}
-
-void node_rpc_expire(struct node *n, uint64_t now_ms)
-{
-    if (n->waiters_n == 0)
-        return;
-    for (uint32_t w = 0; w < NODE_WAITERS_MAX; w++) {
-        struct node_waiter *wt = &n->waiters[w];
-
-        if (wt->used && now_ms >= wt->deadline_ms) {
-            wt->used = false;
-            n->waiters_n--;
-            rpc_reply_error(wt->call, RPC_TIMEOUT, "the transaction did not commit before the timeout", NULL);
-        }
-    }
+    n->waiters_due_ms = due;
 }
 
 /* ---------------------------------------------------------------- blocks, state, history */

@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 enum { DB_BLOCKS, DB_CERTS, DB_RECEIPTS, DB_STATE, DB_HISTORY, DB_META, DB_PBFT, DB_COUNT };
@@ -45,6 +47,12 @@ static const char *const db_names[DB_COUNT] = {
 /* An I/O error with less room than this left on the disk or under the file size limit is a full disk. */
 #define DISK_FULL_SLACK_BYTES (8u << 20)
 
+struct store_batch {
+    struct store *s;
+    MDB_txn *txn;
+    int rc; /* the first failure; the commit returns it */
+};
+
 struct store {
     MDB_env *env;
     MDB_dbi dbi[DB_COUNT];
@@ -58,6 +66,7 @@ struct store {
     bool unmapped; /* a failed remap left no map: everything returns -BEX_EIO */
     int sticky;
     char msg[MSG_BYTES];
+    struct store_batch batch; /* the one open batch, under wmu */
 };
 
 struct store_read {
@@ -643,6 +652,118 @@ int store_pbft_prune(struct store *s, size_t *deleted, const uint8_t *from, size
     return rc;
 }
 
+int store_batch_begin(struct store *s, struct store_batch **out)
+{
+    MDB_txn *txn;
+    int rc;
+
+    if (s == NULL || out == NULL)
+        return -BEX_EINVAL;
+    *out = NULL;
+    if ((rc = write_begin(s, &txn, "batch")) != 0)
+        return rc;
+    /* write_begin() holds wmu, so no other batch can be open. */
+    BEX_ASSERT(s->batch.txn == NULL);
+    s->batch = (struct store_batch){s, txn, 0};
+    *out = &s->batch;
+    return 0;
+}
+
+/* Records the batch's first failure; every later operation returns it. */
+static int batch_fail(struct store_batch *b, int rc)
+{
+    BEX_ASSERT(rc < 0);
+    if (b->rc == 0)
+        b->rc = rc;
+    return b->rc;
+}
+
+int store_batch_pbft_put(struct store_batch *b, const uint8_t *key, size_t key_len, const uint8_t *val,
+                         size_t val_len)
+{
+    MDB_val k = val_of(key, key_len), d = val_of(val, val_len);
+    int rc;
+
+    BEX_ASSERT(b != NULL && b->txn != NULL);
+    if (b->rc != 0)
+        return b->rc;
+    if (key == NULL || key_len == 0 || !bytes_ok(val, val_len))
+        return batch_fail(b, -BEX_EINVAL);
+    if (key_len > STORE_PBFT_KEY_BYTES_MAX || val_len > STORE_PBFT_VALUE_BYTES_MAX)
+        return batch_fail(b, fail(b->s, -BEX_ELIMIT,
+                                  "store: pbft put: key of %zu or value of %zu bytes (max %d, %u)", key_len,
+                                  val_len, STORE_PBFT_KEY_BYTES_MAX, STORE_PBFT_VALUE_BYTES_MAX));
+    if ((rc = mdb_put(b->txn, b->s->dbi[DB_PBFT], &k, &d, 0)) != 0)
+        return batch_fail(b, fail_lmdb(b->s, rc, "pbft put"));
+    return 0;
+}
+
+int store_batch_pbft_prune(struct store_batch *b, size_t *deleted, const uint8_t *from, size_t from_len,
+                           const uint8_t *to, size_t to_len)
+{
+    size_t count = 0;
+    int rc;
+
+    BEX_ASSERT(b != NULL && b->txn != NULL);
+    if (deleted != NULL)
+        *deleted = 0;
+    if (b->rc != 0)
+        return b->rc;
+    if (!bytes_ok(from, from_len) || to == NULL || to_len == 0)
+        return batch_fail(b, -BEX_EINVAL);
+    if (from_len > STORE_PBFT_KEY_BYTES_MAX || to_len > STORE_PBFT_KEY_BYTES_MAX)
+        return batch_fail(b, fail(b->s, -BEX_ELIMIT, "store: pbft prune: key of more than %d bytes",
+                                  STORE_PBFT_KEY_BYTES_MAX));
+    if (keycmp(from, from_len, to, to_len) > 0)
+        return batch_fail(b, fail(b->s, -BEX_EINVAL, "store: pbft prune: from is after to"));
+    if ((rc = prune_txn(b->s, b->txn, &count, from, from_len, to, to_len)) != 0)
+        return batch_fail(b, rc);
+    if (deleted != NULL)
+        *deleted = count;
+    return 0;
+}
+
+int store_batch_checkpoint(struct store_batch *b, uint64_t seq, const uint8_t digest[STORE_HASH_BYTES])
+{
+    uint8_t v[8 + STORE_HASH_BYTES];
+    MDB_val k = val_of(META_CHECKPOINT, strlen(META_CHECKPOINT)), d = val_of(v, sizeof v);
+    int rc;
+
+    BEX_ASSERT(b != NULL && b->txn != NULL);
+    if (b->rc != 0)
+        return b->rc;
+    if (digest == NULL)
+        return batch_fail(b, -BEX_EINVAL);
+    be64_put(v, seq);
+    memcpy(v + 8, digest, STORE_HASH_BYTES);
+    if ((rc = mdb_put(b->txn, b->s->dbi[DB_META], &k, &d, 0)) != 0)
+        return batch_fail(b, fail_lmdb(b->s, rc, "set checkpoint"));
+    return 0;
+}
+
+int store_batch_commit(struct store_batch *b)
+{
+    struct store *s;
+    MDB_txn *txn;
+
+    BEX_ASSERT(b != NULL && b->txn != NULL);
+    s = b->s;
+    txn = b->txn;
+    b->txn = NULL;
+    return write_end(s, txn, b->rc, "batch");
+}
+
+void store_batch_abort(struct store_batch *b)
+{
+    MDB_txn *txn;
+
+    if (b == NULL || b->txn == NULL)
+        return;
+    txn = b->txn;
+    b->txn = NULL;
+    (void)write_end(b->s, txn, -BEX_ECLOSED, "batch");
+}
+
 int store_pbft_iter(struct store *s, store_pbft_fn fn, void *arg)
 {
     struct store_read *r = NULL;
@@ -1124,6 +1245,54 @@ int store_get_checkpoint(struct store_read *r, uint64_t *seq, uint8_t digest[STO
     *seq = be64_get(d.mv_data);
     memcpy(digest, (const uint8_t *)d.mv_data + 8, STORE_HASH_BYTES);
     return 0;
+}
+
+/*
+ * LMDB does not tell where it mapped the file (me_mapaddr is only set for a
+ * fixed map), so the mapping is found in /proc/self/maps by the data file's
+ * device and inode.
+ */
+static int unmap_pages(const struct stat *st)
+{
+    char line[512];
+    FILE *fp = fopen("/proc/self/maps", "r");
+    int rc = 0;
+
+    if (fp == NULL)
+        return -BEX_EIO;
+    while (fgets(line, sizeof line, fp) != NULL) {
+        unsigned long start, end, off, ino;
+        unsigned maj, mnr;
+        char perms[8];
+
+        if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &start, &end, perms, &off, &maj, &mnr, &ino) != 7)
+            continue;
+        if (ino != (unsigned long)st->st_ino || maj != major(st->st_dev) || mnr != minor(st->st_dev) || end <= start)
+            continue;
+        if (madvise((void *)start, end - start, MADV_DONTNEED) != 0)
+            rc = -BEX_EIO;
+    }
+    fclose(fp);
+    return rc;
+}
+
+int store_trim(struct store *s)
+{
+    struct stat st;
+    int fd, rc;
+
+    if (s == NULL)
+        return -BEX_EINVAL;
+    /* Under both locks, so that store_resize() cannot move the map meanwhile. */
+    lock(&s->wmu);
+    lock(&s->mu);
+    if (s->unmapped || mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0)
+        rc = -BEX_EIO;
+    else
+        rc = unmap_pages(&st);
+    unlock(&s->mu);
+    unlock(&s->wmu);
+    return rc;
 }
 
 int store_get_stats(struct store_read *r, struct store_stats *out)

@@ -340,6 +340,32 @@ BEX_MUST_USE int store_pbft_prune(struct store *s, size_t *deleted, const uint8_
  */
 BEX_MUST_USE int store_pbft_iter(struct store *s, store_pbft_fn fn, void *arg);
 
+/*
+ * A batch of consensus writes in ONE write transaction: the votes, prunes and
+ * checkpoint of one engine step cost one commit (and one fdatasync) instead
+ * of one each. store_batch_begin() takes the store's write lock, so every
+ * other write waits until store_batch_commit() or store_batch_abort() ends
+ * the batch; nothing in it is visible or durable before the commit. The
+ * handle lives inside the store (one batch at a time) and is valid until the
+ * batch ends. An operation that fails leaves the batch failed: later
+ * operations return the same code, and the commit aborts and returns it.
+ * Errors: those of store_pbft_put(), store_pbft_prune() and
+ * store_set_checkpoint() for the same input.
+ */
+struct store_batch;
+
+BEX_MUST_USE int store_batch_begin(struct store *s, struct store_batch **out);
+BEX_MUST_USE int store_batch_pbft_put(struct store_batch *b, const uint8_t *key, size_t key_len,
+                                      const uint8_t *val, size_t val_len);
+BEX_MUST_USE int store_batch_pbft_prune(struct store_batch *b, size_t *deleted, const uint8_t *from,
+                                        size_t from_len, const uint8_t *to, size_t to_len);
+BEX_MUST_USE int store_batch_checkpoint(struct store_batch *b, uint64_t seq,
+                                        const uint8_t digest[STORE_HASH_BYTES]);
+/* Commits the batch, durable when it returns 0 (unless no_sync); ends it either way. */
+BEX_MUST_USE int store_batch_commit(struct store_batch *b);
+/* Discards the batch. Accepts NULL. */
+void store_batch_abort(struct store_batch *b);
+
 /* Durably records the current view. Errors as for store_pbft_put(). */
 BEX_MUST_USE int store_set_view(struct store *s, uint64_t view);
 
@@ -406,6 +432,17 @@ BEX_MUST_USE int store_get_checkpoint(struct store_read *r, uint64_t *seq,
 
 /* Entry counts and space; see struct store_stats. -BEX_EINVAL, -BEX_EIO. */
 BEX_MUST_USE int store_get_stats(struct store_read *r, struct store_stats *out);
+
+/*
+ * Drops this process's mappings of the data file's pages (the pages stay in
+ * the kernel's page cache and are mapped again, by a minor fault, when next
+ * read). Every page a reader touches counts in the process's resident set, so
+ * without this the RSS of a long-running node grows with its store although
+ * none of it is the node's own memory. Borrowed pointers stay valid: the file
+ * is mapped shared and read-only, so its content never changes under them.
+ * Returns 0, -BEX_EINVAL (NULL) or -BEX_EIO (the map is lost).
+ */
+BEX_MUST_USE int store_trim(struct store *s);
 
 /*
  * Scans. Each fills out[0..*n) with at most cap (1..STORE_SCAN_MAX) entries

@@ -35,7 +35,8 @@
 #   BENCH_VIEW_TIMEOUT_MS  sets consensus.view_timeout_ms in the genesis of
 #                   the benchmark's networks (default: bexctl testnet init's)
 #   BENCH_MAP_SIZE_MB  sets map_size_mb of every node (default: the
-#                   testnet's 1024, which holds about half a million txs)
+#                   testnet's 1024, about half a million txs); a node
+#                   doubles its map as the store fills, up to 16 times this
 set -u
 
 root=$(CDPATH='' cd -- "$(dirname -- "$0")/.." && pwd -P)

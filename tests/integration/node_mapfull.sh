@@ -1,13 +1,15 @@
 #!/bin/sh
 # A node whose LMDB map fills: node 3 of a 4-node network runs with the
-# smallest map (map_size_mb 16) while records with large plaintext fields
-# arrive. It must log the store error, answer /health with 503 and the
+# smallest map (map_size_mb 16) that may not grow (map_size_max_mb 16) while
+# records with large plaintext fields arrive. It must log the store error, answer /health with 503 and the
 # reason, keep serving status, state.query and block.get, refuse tx.submit
 # and stop at its height while the other three keep committing. Restarted
 # with a larger map it must catch up to the same height, state root and block
 # hash, with a whole chain (no half-written block) and every tx the RPC
 # acknowledged. A refusing node sees every proposal as out of reach: its log
 # must stay rate-limited (a few such lines per 10 s, not one per proposal).
+# Node 2 starts with the same small map but may grow it (the default
+# maximum, 16 x map_size_mb): it must grow the map and keep up.
 set -u
 sk_root=$(CDPATH='' cd -- "$(dirname -- "$0")/../.." && pwd -P)
 # shellcheck source=scripts/soak_lib.sh
@@ -17,9 +19,15 @@ sk_setup mapfull
 started=$(sk_now)
 sk_init 4 || exit 1
 cfg=$TESTNET_DIR/node3/node.json
-sed -i 's/"map_size_mb": *[0-9]*/"map_size_mb": 16/' "$cfg"
-grep -q '"map_size_mb": 16' "$cfg" || {
+sed -i 's/"map_size_mb": *[0-9]*/"map_size_mb": 16, "map_size_max_mb": 16/' "$cfg"
+grep -q '"map_size_mb": 16, "map_size_max_mb": 16' "$cfg" || {
     echo "FAIL: cannot set map_size_mb in $cfg"
+    exit 1
+}
+cfg2=$TESTNET_DIR/node2/node.json
+sed -i 's/"map_size_mb": *[0-9]*/"map_size_mb": 16/' "$cfg2"
+grep -q '"map_size_mb": 16' "$cfg2" || {
+    echo "FAIL: cannot set map_size_mb in $cfg2"
     exit 1
 }
 for k in 0 1 2 3; do
@@ -47,9 +55,16 @@ else
 fi
 wait "$load"
 echo "load: $(cat "$SK_WORK/run.json")"
+grep -q 'store: map grown from 16 to 32 MiB' "$TESTNET_DIR/node2/bexd.log" ||
+    sk_fail "node2 did not grow its map ($(du -sh "$TESTNET_DIR/node2/data" | cut -f 1) of data)"
+if sk_refusing 2; then
+    sk_fail "node2 refused writes although its map may grow"
+    sk_tail 2
+fi
+[ "$(sk_health 2)" = 200 ] || sk_fail "node2 is not healthy after growing its map"
 
 sk_signal 3 TERM 10
-sed -i 's/"map_size_mb": *16/"map_size_mb": 256/' "$cfg"
+sed -i 's/"map_size_mb": *16, "map_size_max_mb": 16/"map_size_mb": 256/' "$cfg"
 sk_start 3 || sk_fail "node3 did not restart"
 sk_check_recovery 3 "$SK_WORK/acked.txt"
 

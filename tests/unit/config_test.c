@@ -704,6 +704,25 @@ static void config_node_field_rules(void **state)
     doc = valid_node();
     set_at(doc, "map_size_mb", json_integer(1));
     expect_node(fx, doc, -BEX_EINVAL, "map_size_mb: 1 is outside [16, 4194304]");
+    /* The map may grow to 16 x map_size_mb by default, or to map_size_max_mb, never below map_size_mb. */
+    doc = valid_node();
+    expect_node(fx, doc, 0, NULL);
+    assert_int_equal(fx->c.map_size_max_mb, 0);
+    assert_int_equal(config_map_size_max_mb(&fx->c), 16 * 1024);
+    doc = valid_node();
+    set_at(doc, "map_size_mb", json_integer(1u << 20));
+    expect_node(fx, doc, 0, NULL);
+    assert_int_equal(config_map_size_max_mb(&fx->c), 4u << 20);
+    doc = valid_node();
+    set_at(doc, "map_size_max_mb", json_integer(1024));
+    expect_node(fx, doc, 0, NULL);
+    assert_int_equal(config_map_size_max_mb(&fx->c), 1024);
+    doc = valid_node();
+    set_at(doc, "map_size_max_mb", json_integer(1023));
+    expect_node(fx, doc, -BEX_EINVAL, "map_size_max_mb: 1023 is outside [map_size_mb 1024, 4194304]");
+    doc = valid_node();
+    set_at(doc, "map_size_max_mb", json_integer(5u << 20));
+    expect_node(fx, doc, -BEX_EINVAL, "map_size_max_mb: 5242880 is outside");
 
     doc = valid_node();
     set_at(doc, "limits.tx_bytes_max", json_integer(0));

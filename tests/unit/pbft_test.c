@@ -985,14 +985,73 @@ static void pbft_view_change_on_timeout_backs_off_and_resets(void **state)
     propose(t, 3, 1);
     pump(t);
     assert_int_equal(t->executed[0], 1);
-    /* The commit reset the timer to the base: 1000 + 100. */
-    tick_all(t, 1099);
+    tick_all(t, 1000); /* the tick that sees the commit restarts the timer */
+    /*
+     * The commit ended the back-off (800 ms), and the timeout now follows the
+     * wait for that commit, about 300 ms since view 3 began: 4 x 290-300.
+     */
+    tick_all(t, 1000 + 1159);
     pump(t);
     assert_int_equal(pbft_view(t->p[0]), 3);
-    tick_all(t, 1100);
+    tick_all(t, 1000 + 1200);
     pump(t);
     assert_int_equal(pbft_view(t->p[0]), 4);
     assert_int_equal(pbft_stats(t->p[0])->view_changes, 4);
+    tc_free(t);
+}
+
+/*
+ * A primary that commits, only slowly, is not deposed: the timeout stretches
+ * to PBFT_TIMEOUT_WAIT_FACTOR times the recent wait for a commit, decays
+ * slowly after quicker commits, and never exceeds the largest back-off.
+ */
+static void pbft_timeout_follows_slow_commits(void **state)
+{
+    struct tc *t = tc_new(4, 4, 8, 100, 100000);
+
+    (void)state;
+    for (uint32_t i = 0; i < 4; i++)
+        pbft_set_pending(t->p[i], true);
+    tick_all(t, 0); /* the request timer starts: 100 ms */
+    tick_all(t, 90);
+    propose(t, 0, 1);
+    pump(t);
+    assert_int_equal(t->executed[1], 1);
+    tick_all(t, 90);
+    /* 80 ms after the first commit: the wait decays by 1/32 of 90 - 80, to 90 ms (integer division). */
+    tick_all(t, 170);
+    propose(t, 0, 2);
+    pump(t);
+    assert_int_equal(t->executed[1], 2);
+    tick_all(t, 170);
+    /* The base timeout would have fired at 270; now 170 + 4 x 90 = 530. */
+    tick_all(t, 300);
+    pump(t);
+    tick_all(t, 529);
+    pump(t);
+    for (uint32_t i = 0; i < 4; i++) {
+        assert_int_equal(pbft_view(t->p[i]), 0);
+        assert_true(pbft_view_active(t->p[i]));
+    }
+    /* Slower and slower commits: 4 x 359 = 1436 ms, then 4 x 1435, capped at 100 x 2^5 = 3200 ms. */
+    propose(t, 0, 3);
+    pump(t);
+    assert_int_equal(t->executed[1], 3);
+    tick_all(t, 529);
+    tick_all(t, 529 + 1435);
+    pump(t);
+    assert_int_equal(pbft_view(t->p[1]), 0);
+    propose(t, 0, 4);
+    pump(t);
+    assert_int_equal(t->executed[1], 4);
+    tick_all(t, 1964);
+    tick_all(t, 1964 + 3199);
+    pump(t);
+    assert_int_equal(pbft_view(t->p[1]), 0);
+    tick_all(t, 1964 + 3200);
+    pump(t);
+    assert_int_equal(pbft_view(t->p[1]), 1);
+    assert_int_equal(pbft_stats(t->p[1])->view_changes, 1);
     tc_free(t);
 }
 
@@ -1771,6 +1830,7 @@ int main(void)
         cmocka_unit_test(pbft_checkpoint_stabilises_and_frees_the_log),
         cmocka_unit_test(pbft_checkpoint_proof_verifier),
         cmocka_unit_test(pbft_view_change_on_timeout_backs_off_and_resets),
+        cmocka_unit_test(pbft_timeout_follows_slow_commits),
         cmocka_unit_test(pbft_silent_primary_is_deposed),
         cmocka_unit_test(pbft_new_view_fills_gaps_with_null_requests),
         cmocka_unit_test(pbft_new_view_validation_rules),

@@ -990,6 +990,137 @@ static void store_pbft_put_iter_prune(void **state)
     assert_int_equal(store_pbft_iter(f->s, NULL, NULL), -BEX_EINVAL);
 }
 
+/* A batch lands whole at its commit, is durable, and an abort or a failed operation leaves nothing. */
+static void store_batch_commits_all_or_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct store_batch *b;
+    struct store_read *r;
+    uint8_t k[17], to[9], digest[STORE_HASH_BYTES], got[STORE_HASH_BYTES];
+    uint8_t big[STORE_PBFT_KEY_BYTES_MAX + 1] = {0};
+    struct collect c;
+    uint64_t seq;
+    size_t deleted;
+
+    fx_open(f, &fast);
+    memset(digest, 0xab, sizeof digest);
+    for (uint64_t s = 1; s <= 4; s++) {
+        vote_key(k, 1, s, 0);
+        assert_int_equal(store_pbft_put(f->s, k, 17, (const uint8_t *)"old", 3), 0);
+    }
+    /* Puts, a prune of seqs 1-2 and a checkpoint in one transaction. */
+    assert_int_equal(store_batch_begin(f->s, &b), 0);
+    for (uint64_t s = 5; s <= 6; s++) {
+        vote_key(k, 1, s, 0);
+        assert_int_equal(store_batch_pbft_put(b, k, 17, (const uint8_t *)"new", 3), 0);
+    }
+    to[0] = 1;
+    be64(to + 1, 3);
+    assert_int_equal(store_batch_pbft_prune(b, &deleted, to, 1, to, 9), 0);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(store_batch_checkpoint(b, 2, digest), 0);
+    assert_int_equal(store_batch_commit(b), 0);
+
+    fx_open(f, &fast);
+    memset(&c, 0, sizeof c);
+    c.stop_after = -1;
+    assert_int_equal(store_pbft_iter(f->s, collect_vote, &c), 0);
+    assert_int_equal(c.n, 4);
+    for (int i = 0; i < 4; i++) {
+        vote_key(k, 1, (uint64_t)(3 + i), 0);
+        assert_memory_equal(c.keys[i], k, 17);
+    }
+    assert_string_equal(c.vals[3], "new");
+    assert_int_equal(store_read_begin(f->s, &r), 0);
+    assert_int_equal(store_get_checkpoint(r, &seq, got), 0);
+    assert_int_equal(seq, 2);
+    assert_memory_equal(got, digest, sizeof digest);
+    store_read_end(r);
+
+    /* An aborted batch leaves nothing. */
+    assert_int_equal(store_batch_begin(f->s, &b), 0);
+    vote_key(k, 1, 9, 0);
+    assert_int_equal(store_batch_pbft_put(b, k, 17, (const uint8_t *)"x", 1), 0);
+    store_batch_abort(b);
+    /* A failed operation fails the batch: later operations and the commit return its code. */
+    assert_int_equal(store_batch_begin(f->s, &b), 0);
+    vote_key(k, 1, 10, 0);
+    assert_int_equal(store_batch_pbft_put(b, k, 17, (const uint8_t *)"x", 1), 0);
+    assert_int_equal(store_batch_pbft_put(b, big, sizeof big, NULL, 0), -BEX_ELIMIT);
+    assert_int_equal(store_batch_pbft_put(b, k, 17, (const uint8_t *)"y", 1), -BEX_ELIMIT);
+    assert_int_equal(store_batch_commit(b), -BEX_ELIMIT);
+    memset(&c, 0, sizeof c);
+    c.stop_after = -1;
+    assert_int_equal(store_pbft_iter(f->s, collect_vote, &c), 0);
+    assert_int_equal(c.n, 4);
+    /* The write lock was released: a plain put works again. */
+    assert_int_equal(store_pbft_put(f->s, k, 17, (const uint8_t *)"z", 1), 0);
+    assert_int_equal(store_batch_begin(f->s, NULL), -BEX_EINVAL);
+}
+
+/* RssFile of this process in KiB, from /proc/self/status. */
+static long rss_file_kib(void)
+{
+    char line[256];
+    long kib = -1;
+    FILE *fp = fopen("/proc/self/status", "r");
+
+    assert_non_null(fp);
+    while (fgets(line, sizeof line, fp) != NULL) {
+        if (sscanf(line, "RssFile: %ld kB", &kib) == 1)
+            break;
+    }
+    fclose(fp);
+    assert_true(kib >= 0);
+    return kib;
+}
+
+static int touch_vote(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len)
+{
+    unsigned *sum = arg;
+
+    (void)key;
+    (void)key_len;
+    for (size_t i = 0; i < val_len; i += 512)
+        *sum += val[i];
+    return 0;
+}
+
+/* Trimming gives the data file's pages back (RssFile drops) while borrowed values stay readable. */
+static void store_trim_unmaps_pages_not_data(void **state)
+{
+    struct fx *f = *state;
+    static uint8_t val[8192];
+    uint8_t k[17], meta[100];
+    struct store_read *r;
+    const uint8_t *v;
+    size_t vlen;
+    unsigned sum = 0;
+    long before, after;
+
+    fx_open(f, &fast);
+    memset(meta, 0x5a, sizeof meta);
+    assert_int_equal(store_put_meta(f->s, (const uint8_t *)"probe", 5, meta, sizeof meta), 0);
+    /* 16 MiB of votes, then read every page of them through the map. */
+    for (uint64_t i = 0; i < 2048; i++) {
+        memset(val, (int)(i & 0xff), sizeof val);
+        vote_key(k, 1, i, 0);
+        assert_int_equal(store_pbft_put(f->s, k, 17, val, sizeof val), 0);
+    }
+    assert_int_equal(store_pbft_iter(f->s, touch_vote, &sum), 0);
+    assert_int_equal(store_read_begin(f->s, &r), 0);
+    assert_int_equal(store_get_meta(r, &v, &vlen, (const uint8_t *)"probe", 5), 0);
+    before = rss_file_kib();
+    assert_int_equal(store_trim(f->s), 0);
+    after = rss_file_kib();
+    /* At least 12 of the 16 MiB read were mapped, and are not any more. */
+    assert_true(before - after >= 12 * 1024);
+    assert_int_equal(vlen, sizeof meta);
+    assert_memory_equal(v, meta, sizeof meta);
+    store_read_end(r);
+    assert_int_equal(store_trim(NULL), -BEX_EINVAL);
+}
+
 /* ------------------------------------------------------------- concurrency */
 
 struct writer {
@@ -1269,6 +1400,8 @@ int main(void)
         T(store_map_full_is_sticky_until_resize),
         T(store_disk_error_is_sticky_until_reopen),
         T(store_pbft_put_iter_prune),
+        T(store_batch_commits_all_or_nothing),
+        T(store_trim_unmaps_pages_not_data),
         T(store_reader_snapshot_is_consistent),
         T(store_read_moves_between_threads),
         T(store_readers_are_bounded),
