@@ -206,7 +206,7 @@ static int print_block(const struct cli_ctx *ctx, json_t *b)
         return -BEX_ENOMEM;
     json_object_foreach(b, key, v)
     {
-        if (strcmp(key, "cert") == 0 || strcmp(key, "txs") == 0)
+        if (strcmp(key, "cert") == 0 || strcmp(key, "txs") == 0 || strcmp(key, "executed") == 0)
             continue;
         json_object_set(view, key, v);
         if (strcmp(key, "time_ms") == 0) {
@@ -222,8 +222,15 @@ static int print_block(const struct cli_ctx *ctx, json_t *b)
     json_decref(view);
     json_array_foreach(txs, i, v)
     {
-        if (json_is_string(v))
-            fprintf(ctx->out, "  %s\n", json_string_value(v));
+        json_t *at = json_array_get(json_object_get(b, "executed"), i);
+
+        if (!json_is_string(v))
+            continue;
+        /* A tx with no receipt here was committed by an earlier block, or deferred (nonce early). */
+        if (json_is_integer(at))
+            fprintf(ctx->out, "  %s  receipt %" JSON_INTEGER_FORMAT "\n", json_string_value(v), json_integer_value(at));
+        else
+            fprintf(ctx->out, "  %s  not executed here\n", json_string_value(v));
     }
     return rc == 0 && fflush(ctx->out) == 0 ? 0 : -BEX_EIO;
 }

@@ -210,7 +210,7 @@ js "tx --json" ".id == \"$tx\" and .height == $h and .code == 0 and .sender == \
 ctl "block" --node "$U1" block "$h"
 it_match "block: height" "$(out)" "^height: +$h$"
 it_match "block: certificate" "$(out)" "^cert: +view [0-9]+, [34] votes$"
-it_match "block: the tx" "$(out)" "^  $tx$"
+it_match "block: the tx, executed here" "$(out)" "^  $tx  receipt 0$"
 ctl "block --json" --node "$U1" --json block "$h"
 js "block --json" ".height == $h and (.txs | index(\"$tx\") != null) and (.cert.votes | length >= 3)"
 ctl "block 0" --node "$U1" block 0
