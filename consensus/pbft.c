@@ -469,9 +469,51 @@ static int restore_prepared(struct pbft *p, const struct pbft_prepared *c)
     return 0;
 }
 
+static bool vc_views_ok(const struct pbft_view_change *vc)
+{
+    if (vc->new_view > PBFT_VIEW_MAX)
+        return false;
+    for (uint32_t i = 0; i < vc->prepared_count && i < PBFT_WINDOW_MAX; i++) {
+        if (vc->prepared[i].view > PBFT_VIEW_MAX)
+            return false;
+    }
+    return true;
+}
+
+/* Whether every view msg names is at most PBFT_VIEW_MAX (counts are checked later). */
+static bool views_ok(const struct pbft_msg *msg)
+{
+    switch (msg->type) {
+    case PBFT_MSG_VIEW_CHANGE:
+        return msg->view_change == NULL || vc_views_ok(msg->view_change);
+    case PBFT_MSG_NEW_VIEW:
+        if (msg->new_view == NULL)
+            return true;
+        if (msg->new_view->view > PBFT_VIEW_MAX)
+            return false;
+        for (uint32_t i = 0; i < msg->new_view->view_change_count && i < PBFT_QUORUM_MAX; i++) {
+            if (!vc_views_ok(&msg->new_view->view_changes[i]))
+                return false;
+        }
+        for (uint32_t i = 0; i < msg->new_view->pre_prepare_count && i < PBFT_WINDOW_MAX; i++) {
+            if (msg->new_view->pre_prepares[i].view > PBFT_VIEW_MAX)
+                return false;
+        }
+        return true;
+    case PBFT_MSG_PREPARED:
+        return msg->prepared == NULL || msg->prepared->view <= PBFT_VIEW_MAX;
+    case PBFT_MSG_STABLE:
+        return true;
+    default:
+        return msg->vote.view <= PBFT_VIEW_MAX;
+    }
+}
+
 int pbft_restore(struct pbft *p, const struct pbft_msg *msg)
 {
     if (p == NULL || msg == NULL)
+        return -BEX_EINVAL;
+    if (!views_ok(msg))
         return -BEX_EINVAL;
     if (p->started)
         return -BEX_ESTATE;
@@ -548,6 +590,10 @@ int pbft_step(struct pbft *p, const struct pbft_msg *msg, struct pbft_actions *o
         return -BEX_EINVAL;
     if (!p->started)
         return -BEX_ESTATE;
+    if (!views_ok(msg)) {
+        p->stats.dropped_malformed++;
+        return -BEX_EINVAL;
+    }
     switch (msg->type) {
     case PBFT_MSG_PRE_PREPARE:
     case PBFT_MSG_PREPARE:

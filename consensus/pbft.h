@@ -67,6 +67,13 @@
 #define PBFT_SIG_BYTES 64
 /* Votes of a future view kept per sender until that view is installed. */
 #define PBFT_BUFFER_PER_REPLICA 8
+/*
+ * The highest view a message may name: pbft_step() and pbft_restore() refuse
+ * anything above it (a view change a millisecond would take 292 million
+ * years to get there), so no number of liars can push a replica's view to
+ * overflow, and the node may use the views above it as tags.
+ */
+#define PBFT_VIEW_MAX (UINT64_MAX >> 1)
 /* The largest exponent of the view-change back-off: timeout * 2^5. */
 #define PBFT_BACKOFF_SHIFT_MAX 5
 /*

@@ -15,12 +15,10 @@
 #define STABLE_TAG (UINT64_MAX - 1)
 
 /*
- * The highest view a decoded message may name. Honest replicas never get
- * near it (a view change a millisecond would take 292 million years), and
- * refusing anything above it keeps more than f Byzantine replicas from
- * pushing an honest one into the views used as tags above.
+ * The highest view a decoded message may name: the engine's bound, far below
+ * the tags above, so that no number of liars can reach them.
  */
-#define VIEW_MAX (UINT64_MAX >> 1)
+#define VIEW_MAX PBFT_VIEW_MAX
 
 /* ------------------------------------------------------------- encoding */
 

@@ -796,6 +796,22 @@ static void pbft_null_request_only_from_new_view(void **state)
     tc_free(t);
 }
 
+/* Views above PBFT_VIEW_MAX are refused, so no quorum of liars can make a view overflow. */
+static void pbft_view_above_max_is_refused(void **state)
+{
+    struct tc *t = tc_new(4, 4, 8, 100, 50);
+    struct pbft_vote v;
+    uint8_t d[PBFT_DIGEST_BYTES];
+
+    (void)state;
+    memset(d, 7, sizeof d);
+    v = mkvote(t, PBFT_MSG_PREPARE, PBFT_VIEW_MAX + 1, 1, d, 2);
+    assert_int_equal(step_vote(t, 1, &v), -BEX_EINVAL);
+    assert_int_equal(pbft_stats(t->p[1])->dropped_malformed, 1);
+    assert_int_equal(pbft_view(t->p[1]), 0);
+    tc_free(t);
+}
+
 static void pbft_only_the_primary_proposes(void **state)
 {
     struct tc *t = tc_new(4, 4, 8, 100, 50);
@@ -1824,6 +1840,7 @@ int main(void)
         cmocka_unit_test(pbft_wrong_primary_is_dropped),
         cmocka_unit_test(pbft_conflicting_pre_prepare_is_dropped),
         cmocka_unit_test(pbft_null_request_only_from_new_view),
+        cmocka_unit_test(pbft_view_above_max_is_refused),
         cmocka_unit_test(pbft_only_the_primary_proposes),
         cmocka_unit_test(pbft_watermarks_bound_the_log),
         cmocka_unit_test(pbft_old_view_is_dropped_future_view_buffered),
