@@ -513,10 +513,10 @@ int pbft_restore(struct pbft *p, const struct pbft_msg *msg)
 {
     if (p == NULL || msg == NULL)
         return -BEX_EINVAL;
-    if (!views_ok(msg))
-        return -BEX_EINVAL;
     if (p->started)
         return -BEX_ESTATE;
+    if (!views_ok(msg))
+        return -BEX_EINVAL;
     BEX_ASSERT(p->restore_phase >= 0);
     BEX_ASSERT(p->restore_phase <= 3);
     switch (msg->type) {
