@@ -480,8 +480,7 @@ static bool vc_views_ok(const struct pbft_view_change *vc)
     return true;
 }
 
-/* Whether every view msg names is at most PBFT_VIEW_MAX (counts are checked later). */
-static bool views_ok(const struct pbft_msg *msg)
+bool pbft_views_ok(const struct pbft_msg *msg)
 {
     switch (msg->type) {
     case PBFT_MSG_VIEW_CHANGE:
@@ -515,7 +514,7 @@ int pbft_restore(struct pbft *p, const struct pbft_msg *msg)
         return -BEX_EINVAL;
     if (p->started)
         return -BEX_ESTATE;
-    if (!views_ok(msg))
+    if (!pbft_views_ok(msg))
         return -BEX_EINVAL;
     BEX_ASSERT(p->restore_phase >= 0);
     BEX_ASSERT(p->restore_phase <= 3);
@@ -590,7 +589,7 @@ int pbft_step(struct pbft *p, const struct pbft_msg *msg, struct pbft_actions *o
         return -BEX_EINVAL;
     if (!p->started)
         return -BEX_ESTATE;
-    if (!views_ok(msg)) {
+    if (!pbft_views_ok(msg)) {
         p->stats.dropped_malformed++;
         return -BEX_EINVAL;
     }

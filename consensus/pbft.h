@@ -396,6 +396,13 @@ BEX_MUST_USE int pbft_start(struct pbft *p, uint64_t now_ms, uint64_t executed_s
 /* ---------------------------------------------------------------- operations */
 
 /*
+ * Whether every view msg names is at most PBFT_VIEW_MAX (its counts are
+ * checked elsewhere: only the first entries up to the limits are looked at).
+ * pbft_step() and pbft_restore() refuse a message for which it is false.
+ */
+bool pbft_views_ok(const struct pbft_msg *msg);
+
+/*
  * Handles one message from a peer. Returns 0 when it was used, buffered or
  * was a harmless duplicate; otherwise the message was dropped and counted:
  * -BEX_EINVAL (malformed), -BEX_EPERM (non-member or wrong primary),

@@ -14,11 +14,6 @@
 #define PREPARED_TAG UINT64_MAX
 #define STABLE_TAG (UINT64_MAX - 1)
 
-/*
- * The highest view a decoded message may name: the engine's bound, far below
- * the tags above, so that no number of liars can reach them.
- */
-#define VIEW_MAX PBFT_VIEW_MAX
 
 /* ------------------------------------------------------------- encoding */
 
@@ -202,8 +197,6 @@ static int vote_from(struct pbft_vote *v, const Bex__PbftVote *o)
     v->view = o->view;
     v->seq = o->seq;
     v->replica = o->replica;
-    if (v->view > VIEW_MAX)
-        return -BEX_EDECODE;
     if (copy_fixed(v->digest, PBFT_DIGEST_BYTES, o->digest) != 0 || copy_fixed(v->sig, PBFT_SIG_BYTES, o->sig) != 0)
         return -BEX_EDECODE;
     return 0;
@@ -228,8 +221,6 @@ static int prepared_from(struct pbft_prepared *p, const Bex__PbftPrepared *o)
     memset(p, 0, sizeof *p);
     p->view = o->view;
     p->seq = o->seq;
-    if (p->view > VIEW_MAX)
-        return -BEX_EDECODE;
     if (copy_fixed(p->digest, PBFT_DIGEST_BYTES, o->digest) != 0 ||
         copy_fixed(p->pre_prepare_sig, PBFT_SIG_BYTES, o->pre_prepare_sig) != 0)
         return -BEX_EDECODE;
@@ -243,8 +234,6 @@ static int view_change_from(struct pbft_view_change *vc, const Bex__PbftViewChan
     if (o == NULL || o->n_prepared > PBFT_WINDOW_MAX)
         return -BEX_EDECODE;
     vc->new_view = o->new_view;
-    if (vc->new_view > VIEW_MAX && vc->new_view != PREPARED_TAG && vc->new_view != STABLE_TAG)
-        return -BEX_EDECODE;
     vc->stable.seq = o->stable_seq;
     if (copy_fixed(vc->stable.digest, PBFT_DIGEST_BYTES, o->stable_digest) != 0)
         return -BEX_EDECODE;
@@ -303,8 +292,6 @@ static int from_envelope(struct pbft_msg *msg, struct wire_scratch *s, const Bex
             return -BEX_EDECODE;
         memset(&s->nv, 0, sizeof s->nv);
         s->nv.view = o->view;
-        if (s->nv.view > VIEW_MAX)
-            return -BEX_EDECODE;
         for (size_t i = 0; i < o->n_view_changes; i++) {
             if ((rc = view_change_from(&s->nv.view_changes[i], o->view_changes[i])) != 0)
                 return rc;
@@ -327,9 +314,22 @@ static int from_envelope(struct pbft_msg *msg, struct wire_scratch *s, const Bex
     }
 }
 
+/*
+ * Decodes, then refuses views above the engine's PBFT_VIEW_MAX: far below
+ * the tags above, so that no number of liars can reach them.
+ */
+static int decode_checked(struct pbft_msg *msg, struct wire_scratch *s, const Bex__Envelope *env, bool persisted)
+{
+    int rc = from_envelope(msg, s, env, persisted);
+
+    if (rc == 0 && !pbft_views_ok(msg))
+        rc = -BEX_EDECODE;
+    return rc;
+}
+
 int wire_from_envelope(struct pbft_msg *msg, struct wire_scratch *s, const Bex__Envelope *env)
 {
-    return from_envelope(msg, s, env, false);
+    return decode_checked(msg, s, env, false);
 }
 
 int wire_decode(struct pbft_msg *msg, struct wire_scratch *s, const uint8_t *bytes, size_t len)
@@ -339,7 +339,7 @@ int wire_decode(struct pbft_msg *msg, struct wire_scratch *s, const uint8_t *byt
 
     if (env == NULL)
         return -BEX_EDECODE;
-    rc = from_envelope(msg, s, env, true);
+    rc = decode_checked(msg, s, env, true);
     bex__envelope__free_unpacked(env, NULL);
     return rc;
 }

@@ -666,50 +666,25 @@ static bool same_msg(const struct pbft_msg *a, const struct pbft_msg *b)
     return false;
 }
 
-/* The highest view pbft_wire.c decodes (its VIEW_MAX): above it a message is refused. */
-#define WIRE_VIEW_MAX (UINT64_MAX >> 1)
-
-static bool vc_views_on_wire(const struct pbft_view_change *vc)
-{
-    if (vc->new_view > WIRE_VIEW_MAX)
-        return false;
-    for (uint32_t i = 0; i < vc->prepared_count; i++) {
-        if (vc->prepared[i].view > WIRE_VIEW_MAX)
-            return false;
-    }
-    return true;
-}
-
 /*
  * True when m can travel through the wire: its counts fit and every view it
- * names is at most WIRE_VIEW_MAX, which also keeps clear of the two views
+ * names is at most PBFT_VIEW_MAX (pbft_views_ok()), which also keeps clear of the two views
  * pbft_wire.c reserves as tags of the persisted-only messages.
  */
 static bool msg_in_bounds(const struct pbft_msg *m)
 {
     switch (m->type) {
     case PBFT_MSG_VIEW_CHANGE:
-        return m->view_change != NULL && vc_in_bounds(m->view_change) && vc_views_on_wire(m->view_change);
+        return m->view_change != NULL && vc_in_bounds(m->view_change) && pbft_views_ok(m);
     case PBFT_MSG_NEW_VIEW:
-        if (m->new_view == NULL || !nv_in_bounds(m->new_view) || m->new_view->view > WIRE_VIEW_MAX)
-            return false;
-        for (uint32_t i = 0; i < m->new_view->view_change_count; i++) {
-            if (!vc_views_on_wire(&m->new_view->view_changes[i]))
-                return false;
-        }
-        for (uint32_t i = 0; i < m->new_view->pre_prepare_count; i++) {
-            if (m->new_view->pre_prepares[i].view > WIRE_VIEW_MAX)
-                return false;
-        }
-        return true;
+        return m->new_view != NULL && nv_in_bounds(m->new_view) && pbft_views_ok(m);
     case PBFT_MSG_PREPARED:
-        return m->prepared != NULL && m->prepared->prepare_count <= PBFT_QUORUM_MAX - 1 &&
-               m->prepared->view <= WIRE_VIEW_MAX;
+        return m->prepared != NULL && m->prepared->prepare_count <= PBFT_QUORUM_MAX - 1 && pbft_views_ok(m);
     case PBFT_MSG_STABLE:
         return m->proof != NULL && proof_in_bounds(m->proof);
     default:
         return m->vote.type == (uint32_t)m->type && m->type >= PBFT_MSG_PRE_PREPARE &&
-               m->type <= PBFT_MSG_CHECKPOINT && m->vote.view <= WIRE_VIEW_MAX;
+               m->type <= PBFT_MSG_CHECKPOINT && pbft_views_ok(m);
     }
 }
 
