@@ -1315,8 +1315,15 @@ int node_submit(struct node *n, uint8_t id[CRYPTO_HASH_BYTES], char *reason, siz
         return rc;
     }
     rc = mempool_add(n->mempool, reason, reason_size, res.id, res.sender, res.nonce, tx, len, mono_ms(n));
-    if (rc == -BEX_EEXIST)
-        return 0; /* already pending: idempotent */
+    if (rc == -BEX_EEXIST) {
+        /*
+         * Already pending: idempotent, and relayed again. A client resubmits
+         * a tx that does not commit, and the peers may have lost it (a
+         * restarted primary starts with an empty pool).
+         */
+        send_field(n, P2P_PEER_NONE, BEX__ENVELOPE__KIND_TX, tx, len);
+        return 0;
+    }
     if (rc == -BEX_ENONCE && has_receipt(n, res.id))
         return 0; /* already committed: idempotent, tx.get has its receipt */
     if (rc != 0)
