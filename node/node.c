@@ -593,7 +593,7 @@ static int grow_map(struct node *n, bool full)
 }
 
 /* Adds one own vote to the batch; only the latest VIEW-CHANGE is kept. */
-static int persist(struct store_batch *b, const struct pbft_msg *m)
+static int persist_vote(struct persist_batch *b, const struct pbft_msg *m)
 {
     uint8_t key[32], *val;
     size_t klen = vote_key(key, m), vlen;
@@ -601,39 +601,42 @@ static int persist(struct store_batch *b, const struct pbft_msg *m)
 
     if ((rc = wire_encode(&val, &vlen, m)) != 0)
         return rc;
-    rc = store_batch_pbft_put(b, key, klen, val, vlen);
+    rc = persist_batch_put(b, key, klen, val, vlen);
     free(val);
     if (rc == 0 && m->type == PBFT_MSG_VIEW_CHANGE && m->view_change->new_view > 0)
-        rc = store_batch_pbft_prune(b, NULL, (const uint8_t *)"b", 1, key, klen);
+        rc = persist_batch_prune(b, (const uint8_t *)"b", 1, key, klen);
     return rc;
 }
 
 /* Adds a stable checkpoint to the batch and drops the votes of seqs <= seq. */
-static int persist_stable(struct store_batch *b, const struct pbft_action *a)
+static int persist_stable(struct persist_batch *b, const struct pbft_action *a)
 {
     struct pbft_msg m = {.type = PBFT_MSG_STABLE, .proof = a->proof};
-    int rc = persist(b, &m);
+    int rc = persist_vote(b, &m);
 
     for (uint8_t t = PBFT_MSG_PRE_PREPARE; rc == 0 && t <= PBFT_MSG_PREPARED; t++) {
         uint8_t from[2] = {'d', t}, to[10] = {'d', t};
 
         for (int i = 7; i >= 0; i--)
             to[2 + (7 - i)] = (uint8_t)((a->seq + 1) >> (8 * i));
-        rc = store_batch_pbft_prune(b, NULL, from, 2, to, 10);
+        rc = persist_batch_prune(b, from, 2, to, 10);
     }
     if (rc == 0)
-        rc = store_batch_checkpoint(b, a->seq, a->digest);
+        rc = persist_batch_checkpoint(b, a->seq, a->digest);
     return rc;
 }
 
 /*
- * Persists every PERSIST and STABLE action of the last engine call in one
- * write transaction: one commit and one fdatasync per engine call however
- * many votes it signed. Returns 0 when there was nothing to persist.
+ * Queues every PERSIST and STABLE action of the last engine call as one
+ * batch for the writer thread (persist.h), which commits all batches queued
+ * meanwhile in one transaction and one fdatasync. The sends of the call are
+ * held until the batch is durable (send_or_hold()). Returns 0 when there
+ * was nothing to persist or the batch is queued.
  */
-static int persist_batch(struct node *n, const struct pbft_actions *acts)
+static int persist_actions(struct node *n, const struct pbft_actions *acts)
 {
-    struct store_batch *b = NULL;
+    struct persist_batch *b = NULL;
+    uint64_t seq;
     int rc = 0;
 
     for (uint32_t i = 0; rc == 0 && i < acts->count; i++) {
@@ -641,29 +644,16 @@ static int persist_batch(struct node *n, const struct pbft_actions *acts)
 
         if (a->type != PBFT_ACT_PERSIST && a->type != PBFT_ACT_STABLE)
             continue;
-        if (b == NULL && (rc = store_batch_begin(ledger_store(n->ledger), &b)) != 0)
-            break;
-        rc = a->type == PBFT_ACT_PERSIST ? persist(b, &a->msg) : persist_stable(b, a);
-    }
-    if (b != NULL) {
-        if (rc == 0)
-            rc = store_batch_commit(b);
+        if (b == NULL && (b = persist_batch_new()) == NULL)
+            rc = -BEX_ENOMEM;
         else
-            store_batch_abort(b);
+            rc = a->type == PBFT_ACT_PERSIST ? persist_vote(b, &a->msg) : persist_stable(b, a);
     }
-    return rc;
-}
-
-/* A full map is grown and the batch written again; any other failure stops the store. */
-static int persist_actions(struct node *n, const struct pbft_actions *acts)
-{
-    int rc = persist_batch(n, acts);
-
-    if (rc == -BEX_EMAPFULL && grow_map(n, true) == 0)
-        rc = persist_batch(n, acts);
-    if (rc != 0)
-        fatal_store(n, rc, "persisting a vote");
-    return rc;
+    if (rc != 0) {
+        persist_batch_free(b);
+        return rc;
+    }
+    return b == NULL ? 0 : persist_submit(n->persist, &seq, b);
 }
 
 struct restore_ctx {
@@ -716,6 +706,87 @@ static void send_msg(struct node *n, uint32_t to, const struct pbft_msg *m)
     free(buf);
 }
 
+/*
+ * Sends at once when every persist batch is durable and nothing is held;
+ * otherwise holds the message behind the last batch submitted, so that it
+ * leaves after its own votes are durable and after every message held
+ * before it. A full hold queue drops the message: a lost message, which
+ * PBFT tolerates, never an unrecorded vote.
+ */
+static void send_or_hold(struct node *n, uint32_t to, const struct pbft_msg *m)
+{
+    uint64_t after = persist_submitted(n->persist);
+    struct node_send *h;
+    int rc;
+
+    if (n->sends_n == 0 && persist_durable(n->persist, NULL) >= after) {
+        send_msg(n, to, m);
+        return;
+    }
+    if (n->sends_n == NODE_SENDS_HELD_MAX) {
+        n->sends_dropped++;
+        LOG_W_LIMITED("node: %u consensus messages wait for the disk; dropping one (%" PRIu64 " so far)",
+                      n->sends_n, n->sends_dropped);
+        return;
+    }
+    h = &n->sends[(n->sends_head + n->sends_n) % NODE_SENDS_HELD_MAX];
+    if ((rc = wire_encode(&h->bytes, &h->len, m)) != 0) {
+        LOG_E("node: encoding a consensus message: %s", bex_strerror(rc));
+        return;
+    }
+    h->after = after;
+    h->to = to;
+    n->sends_n++;
+}
+
+static void drop_held(struct node *n)
+{
+    while (n->sends_n > 0) {
+        free(n->sends[n->sends_head].bytes);
+        n->sends_head = (n->sends_head + 1) % NODE_SENDS_HELD_MAX;
+        n->sends_n--;
+    }
+}
+
+/*
+ * The writer thread's wake-up: sends what became durable, in order. A
+ * failed batch is written again after the map was grown; any other
+ * failure stops the store, and the held messages are dropped (silence is
+ * safe, an unrecorded vote is not).
+ */
+static void on_durable(uv_async_t *a)
+{
+    struct node *n = a->data;
+    int failed;
+    uint64_t durable = persist_durable(n->persist, &failed);
+
+    while (n->sends_n > 0 && n->sends[n->sends_head].after <= durable) {
+        struct node_send *h = &n->sends[n->sends_head];
+        struct pbft_msg m;
+
+        if (wire_decode(&m, n->scratch, h->bytes, h->len) == 0)
+            send_msg(n, h->to, &m);
+        else
+            LOG_E("node: a held consensus message no longer decodes");
+        free(h->bytes);
+        n->sends_head = (n->sends_head + 1) % NODE_SENDS_HELD_MAX;
+        n->sends_n--;
+    }
+    if (failed == 0 || n->store_failed)
+        return;
+    if (failed == -BEX_EMAPFULL && grow_map(n, true) == 0) {
+        persist_retry(n->persist);
+        return;
+    }
+    fatal_store(n, failed, "persisting a vote");
+    drop_held(n);
+}
+
+static void wake_durable(void *ud)
+{
+    uv_async_send(ud);
+}
+
 static void queue_commit(struct node *n, const struct pbft_action *a)
 {
     struct node_commit *c;
@@ -739,29 +810,34 @@ static void queue_commit(struct node *n, const struct pbft_action *a)
 }
 
 /*
- * Performs the actions of the last engine call: first every persist (the
- * engine's ordering contract: durable before any send of the same call),
- * then the rest in order. A persist that fails stops this replica from
- * sending anything: silence is safe, an unrecorded vote is not.
+ * Performs the actions of the last engine call: first every persist is
+ * queued for the writer thread, then the rest in order, the sends held
+ * until the persists are durable (the engine's ordering contract). When
+ * the votes cannot be queued, or the store has failed, this replica sends
+ * nothing of the call: silence is safe, an unrecorded vote is not.
  */
 static void do_actions(struct node *n)
 {
     struct pbft_actions *acts = n->acts;
-    bool commits = false;
+    bool commits = false, silent = n->store_failed;
+    int rc;
 
-    if (persist_actions(n, acts) != 0) {
-        acts->count = 0;
-        return;
+    if (!silent && (rc = persist_actions(n, acts)) != 0) {
+        fatal_store(n, rc, "queueing a vote");
+        drop_held(n);
+        silent = true;
     }
     for (uint32_t i = 0; i < acts->count; i++) {
         const struct pbft_action *a = &acts->items[i];
 
         switch (a->type) {
         case PBFT_ACT_SEND:
-            send_msg(n, a->to, &a->msg);
+            if (!silent)
+                send_or_hold(n, a->to, &a->msg);
             break;
         case PBFT_ACT_BROADCAST:
-            send_msg(n, P2P_PEER_NONE, &a->msg);
+            if (!silent)
+                send_or_hold(n, P2P_PEER_NONE, &a->msg);
             break;
         case PBFT_ACT_COMMIT:
             queue_commit(n, a);
@@ -1600,6 +1676,18 @@ static int open_engine(struct node *n, char *err, size_t err_size)
         return -BEX_ENOMEM;
     if ((rc = pbft_init(n->pbft, &n->pcfg)) != 0)
         return rc;
+    if ((n->sends = calloc(NODE_SENDS_HELD_MAX, sizeof *n->sends)) == NULL)
+        return -BEX_ENOMEM;
+    if ((rc = uv_async_init(n->loop, &n->durable, on_durable)) != 0) {
+        snprintf(err, err_size, "libuv: %s", uv_strerror(rc));
+        return -BEX_EIO;
+    }
+    n->durable.data = n;
+    n->durable_open = true;
+    if ((rc = persist_new(&n->persist, ledger_store(n->ledger), wake_durable, &n->durable)) != 0) {
+        snprintf(err, err_size, "starting the vote writer: %s", bex_strerror(rc));
+        return rc;
+    }
     if ((rc = store_pbft_iter(ledger_store(n->ledger), restore_one, &rctx)) != 0) {
         snprintf(err, err_size, "reading persisted votes: %s", bex_strerror(rc));
         return rc;
@@ -1786,6 +1874,13 @@ static void close_cb(uv_handle_t *h)
 
 void node_close(struct node *n)
 {
+    /* The writer first: it may wake the loop until it has stopped. Its unfinished batches were never sent. */
+    persist_free(n->persist);
+    n->persist = NULL;
+    if (n->durable_open) {
+        uv_close((uv_handle_t *)&n->durable, close_cb);
+        n->durable_open = false;
+    }
     if (n->handles_open) {
         uv_close((uv_handle_t *)&n->tick, close_cb);
         uv_close((uv_handle_t *)&n->sigint, close_cb);
@@ -1811,6 +1906,9 @@ void node_close(struct node *n)
     free(n->pbft);
     free(n->acts);
     free(n->scratch);
+    if (n->sends != NULL)
+        drop_held(n);
+    free(n->sends);
     mempool_free(n->mempool);
     txcheck_free(n->txcheck);
     ledger_close(n->ledger);

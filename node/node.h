@@ -35,6 +35,7 @@
 #include "metrics.h"
 #include "p2p.h"
 #include "pbft.h"
+#include "persist.h"
 #include "pbft_wire.h"
 #include "rpc.h"
 #include "txcheck.h"
@@ -46,6 +47,7 @@
 #define NODE_WAITERS_MAX 4096                        /* tx.wait calls */
 #define NODE_WAITER_BUCKETS (2 * NODE_WAITERS_MAX)   /* tx.wait calls by tx id; a power of two */
 #define NODE_FETCH_BLOCKS_MAX 64                     /* blocks per BlockResponse */
+#define NODE_SENDS_HELD_MAX 8192                     /* consensus sends waiting for their votes to be durable */
 
 struct node_proposal {
     bool used;
@@ -62,6 +64,14 @@ struct node_commit {
     uint8_t *cert; /* encoded CommitCert */
     size_t cert_len;
     uint64_t requested_ms; /* when the proposal was last asked for */
+};
+
+/* A consensus message encoded, held until the persist batch it follows is durable. */
+struct node_send {
+    uint64_t after; /* persist batch number */
+    uint32_t to;    /* a replica, or P2P_PEER_NONE for everyone */
+    uint8_t *bytes;
+    size_t len;
 };
 
 struct node_waiter {
@@ -100,6 +110,12 @@ struct node {
     struct pbft_config pcfg;
     struct pbft_actions *acts;
     struct wire_scratch *scratch;
+    struct persist *persist;  /* the votes' writer thread */
+    uv_async_t durable;       /* its wake-up: a batch is durable or failed */
+    bool durable_open;
+    struct node_send *sends;  /* NODE_SENDS_HELD_MAX, a ring */
+    uint32_t sends_head, sends_n;
+    uint64_t sends_dropped;
     struct p2p p2p;
     bool p2p_open;
     struct rpc rpc;
