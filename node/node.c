@@ -17,6 +17,7 @@
 #endif
 
 #define HELLO_EVERY_MS 1000
+#define TRIM_EVERY_MS 100 /* at most this often, the store's mapped pages are given back */
 #define FETCH_RETRY_MS 500
 #define PROPOSAL_RETRY_MS 300
 #define MEMPOOL_TTL_MS (10u * 60 * 1000)
@@ -971,6 +972,22 @@ static void after_apply(struct node *n, const struct ledger_applied *a, const ui
         LOG_D("ledger: block %" PRIu64 " with %zu txs", a->height, a->out->receipt_count);
 }
 
+/*
+ * Keeps the resident set to the node's own memory and the pages of the last
+ * block or two: every read fault of the store's map also maps up to 15
+ * neighbouring pages (the kernel's fault-around), so without this the
+ * random receipt, history and state inserts of a few seconds of blocks map
+ * much of the file. Called after every block and on the tick.
+ */
+static void trim_store(struct node *n, uint64_t now_ms)
+{
+    if (now_ms - n->last_trim_ms < TRIM_EVERY_MS)
+        return;
+    n->last_trim_ms = now_ms;
+    if (store_trim(ledger_store(n->ledger)) != 0)
+        LOG_D("store: cannot trim the mapped pages");
+}
+
 static int apply_one(struct node *n, uint64_t seq, const uint8_t digest[PBFT_DIGEST_BYTES], const uint8_t *bytes,
                      size_t len, const uint8_t *cert, size_t cert_len)
 {
@@ -987,6 +1004,7 @@ static int apply_one(struct node *n, uint64_t seq, const uint8_t digest[PBFT_DIG
         return rc;
     }
     after_apply(n, a, bytes, len);
+    trim_store(n, mono_ms(n));
     /* Grown ahead of need, so that a block rarely meets a full map. */
     if ((rc = grow_map(n, false)) != 0 && rc != -BEX_EMAPFULL)
         LOG_W("store: map: %s", bex_strerror(rc));
@@ -1516,14 +1534,8 @@ static void on_tick(uv_timer_t *t)
         refresh_fault_metrics(n);
         if (++n->sweeps % 5 == 0)
             node_release_sweep(n);
-        /*
-         * Keeps the resident set to the node's own memory and the store's hot
-         * pages: each read fault maps its neighbours too (the kernel's fault-
-         * around), so a few seconds of random reads map much of the file.
-         */
-        if (store_trim(ledger_store(n->ledger)) != 0)
-            LOG_D("store: cannot trim the mapped pages");
     }
+    trim_store(n, now);
 #ifdef BEX_BYZANTINE
     node_byz_tick(n, now);
 #endif

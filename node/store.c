@@ -1283,15 +1283,16 @@ int store_trim(struct store *s)
 
     if (s == NULL)
         return -BEX_EINVAL;
-    /* Under both locks, so that store_resize() cannot move the map meanwhile. */
-    lock(&s->wmu);
+    /*
+     * Under mu, which store_resize() holds while it moves the map; not under
+     * the write lock, which a writer holds for a whole commit and fdatasync.
+     */
     lock(&s->mu);
     if (s->unmapped || mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0)
         rc = -BEX_EIO;
     else
         rc = unmap_pages(&st);
     unlock(&s->mu);
-    unlock(&s->wmu);
     return rc;
 }
 
