@@ -111,6 +111,9 @@ int persist_batch_put(struct persist_batch *b, const uint8_t *key, size_t key_le
 {
     if (key == NULL || key_len == 0)
         return -BEX_EINVAL;
+    /* The store's limits, checked here: a batch the writer cannot commit would stop it for good. */
+    if (key_len > STORE_PBFT_KEY_BYTES_MAX || val_len > STORE_PBFT_VALUE_BYTES_MAX)
+        return -BEX_ELIMIT;
     return add_op(b, OP_PUT, key, key_len, val, val_len);
 }
 
@@ -119,6 +122,8 @@ int persist_batch_prune(struct persist_batch *b, const uint8_t *from, size_t fro
 {
     if (to == NULL || to_len == 0)
         return -BEX_EINVAL;
+    if (from_len > STORE_PBFT_KEY_BYTES_MAX || to_len > STORE_PBFT_KEY_BYTES_MAX)
+        return -BEX_ELIMIT;
     return add_op(b, OP_PRUNE, from, from_len, to, to_len);
 }
 
@@ -217,6 +222,8 @@ static void *writer(void *arg)
         pthread_mutex_lock(&p->mu);
         if (rc != 0) {
             p->failed = rc;
+            /* An owner blocked on a full queue must learn of it: nothing else would wake it. */
+            pthread_cond_broadcast(&p->space);
         } else {
             done = first;
             p->head = last->next;
@@ -250,9 +257,10 @@ int persist_new(struct persist **out, struct store *s, persist_wake_fn wake, voi
 {
     struct persist *p;
 
+    if (out != NULL)
+        *out = NULL;
     if (out == NULL || s == NULL || wake == NULL)
         return -BEX_EINVAL;
-    *out = NULL;
     if ((p = calloc(1, sizeof *p)) == NULL)
         return -BEX_ENOMEM;
     p->s = s;

@@ -12,10 +12,11 @@
  * loop releases the held sends of every durable batch, in order.
  *
  * Batches are numbered from 1 in the order they are submitted, and become
- * durable in that order. A write failure stops the writer at the failed
- * batch, which stays queued with every batch after it (none of their sends
- * may leave): persist_retry() tries again after the cause was dealt with
- * (a grown map), persist_free() drops them.
+ * durable in that order. A failed commit stops the writer: every batch of
+ * the failed transaction (the first one after persist_durable()'s number,
+ * and those grouped with it) stays queued with every batch after it, and
+ * none of their sends may leave. persist_retry() tries again after the
+ * cause was dealt with (a grown map); persist_free() drops them.
  *
  * The writer thread uses only the store (thread-safe, serialised by its
  * write lock) and the wake callback, which it calls after each commit or
@@ -42,7 +43,8 @@ typedef void (*persist_wake_fn)(void *ud);
 
 /*
  * Starts the writer thread on an open store, which must outlive the
- * persister. wake is called on the writer thread. Returns 0, -BEX_EINVAL,
+ * persister. wake is called on the writer thread. *out is NULL on failure.
+ * Returns 0, -BEX_EINVAL,
  * -BEX_ENOMEM, or -BEX_EIO when no thread can be started.
  */
 BEX_MUST_USE int persist_new(struct persist **out, struct store *s, persist_wake_fn wake, void *ud);
@@ -59,8 +61,9 @@ void persist_batch_free(struct persist_batch *b);
 /*
  * The operations of a batch, applied in order by one store transaction (see
  * store_batch_pbft_put(), store_batch_pbft_prune(), store_batch_checkpoint()).
- * Bytes are copied. -BEX_ELIMIT past PERSIST_BATCH_BYTES_MAX, -BEX_ENOMEM,
- * -BEX_EINVAL.
+ * Bytes are copied. -BEX_ELIMIT past PERSIST_BATCH_BYTES_MAX or the store's
+ * key and value limits (STORE_PBFT_KEY_BYTES_MAX, STORE_PBFT_VALUE_BYTES_MAX),
+ * -BEX_ENOMEM, -BEX_EINVAL.
  */
 BEX_MUST_USE int persist_batch_put(struct persist_batch *b, const uint8_t *key, size_t key_len, const uint8_t *val,
                                    size_t val_len);

@@ -854,25 +854,17 @@ static void persist_submit_waits_for_room(void **state)
 }
 
 /*
- * KNOWN BUG (node/persist.c, writer(), the `if (rc != 0) { p->failed = rc; }`
- * branch): a failed commit does not broadcast p->space. An owner blocked in
- * persist_submit() on a full queue when the writer fails is never woken, so
- * it does not get the failure persist.h promises ("When the queue is full
- * and the writer stopped at a failure, returns that failure's code and drops
- * the batch"); and as the owner is the only thread that may call
- * persist_retry() or persist_free(), it waits forever (in the node: the loop
- * thread hangs, and on_durable() never grows the map). The fix is one
- * pthread_cond_broadcast(&p->space) in that branch.
+ * An owner blocked in persist_submit() on a full queue must be woken by the
+ * writer's failure and get its code (persist.h); it is the only thread that
+ * may call persist_retry() or persist_free(), so otherwise it would wait
+ * forever (in the node: the loop thread hangs and on_durable() never grows
+ * the map). This test found that writer() did not broadcast on failure.
  *
  * Here the writer is held while the queue fills behind a batch too large for
  * the map; the last submission blocks; the writer is released and fails.
  * The submission must then return -BEX_EMAPFULL. Should it hang, the test
  * grows the map and retries, which frees room and lets the submission
  * through, and then fails.
- *
- * Until persist.c is fixed the test is skipped unless BEX_TEST_KNOWN_BUGS=1
- * is set in the environment, so that the suite stays green; remove that
- * guard with the fix.
  */
 static void persist_submit_on_full_queue_returns_failure(void **state)
 {
@@ -882,10 +874,6 @@ static void persist_submit_on_full_queue_returns_failure(void **state)
     int failed = 0;
     bool woken;
 
-    if (getenv("BEX_TEST_KNOWN_BUGS") == NULL || strcmp(getenv("BEX_TEST_KNOWN_BUGS"), "1") != 0) {
-        print_message("# KNOWN BUG in node/persist.c writer(): skipped, run with BEX_TEST_KNOWN_BUGS=1\n");
-        skip();
-    }
     fx_start(f, STORE_MAP_BYTES_MIN);
     assert_int_equal(hold_writer(f), 1);
     filler_start_and_block(&fl);
@@ -902,7 +890,7 @@ static void persist_submit_on_full_queue_returns_failure(void **state)
     filler_join(&fl);
     assert_int_equal(fl.errors, 0);
     if (!woken)
-        fail_msg("KNOWN BUG: persist_submit() on a full queue was not woken by the writer's failure "
+        fail_msg("persist_submit() on a full queue was not woken by the writer's failure "
                  "(it returned %s only after the retry); see node/persist.c writer()",
                  bex_errname(fl.last_rc));
     assert_int_equal(fl.last_rc, -BEX_EMAPFULL);
