@@ -1,19 +1,24 @@
 /*
- * fuzz_util.c: fixed keys, the scratch directory and the protobuf round trip
- * shared by the fuzz targets.
+ * fuzz_util.c: fixed keys, the scratch directory, the loopback connect and
+ * the protobuf round trip shared by the fuzz targets.
  */
 #include "fuzz_util.h"
 
 #include "bex.pb-c.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,6 +196,48 @@ void fuzz_write_file(const char *path, const uint8_t *data, size_t len)
     }
     if (close(fd) != 0)
         fuzz_fail("close %s: %s", path, strerror(errno));
+}
+
+int fuzz_tcp_connect(uint16_t port)
+{
+    struct sockaddr_in sa;
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        fuzz_fail("socket: %s", strerror(errno));
+    /* Closing with a reset leaves no TIME_WAIT behind: thousands of connections a second stay cheap. */
+    FUZZ_CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
+    /* Small writes leave at once: Nagle would wait for a delayed ACK on every second one. */
+    FUZZ_CHECK(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0);
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    FUZZ_CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
+    /*
+     * The kernel completes a loopback connect against the listen backlog,
+     * without the loop; a signal (libFuzzer's timer) must not cut it short,
+     * so it is non-blocking and waited for.
+     */
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        int err = 0;
+        socklen_t err_len = sizeof(err);
+        if (errno != EINPROGRESS)
+            fuzz_fail("connect: %s", strerror(errno));
+        for (;;) {
+            int n = poll(&pfd, 1, 10000);
+            if (n == 1)
+                break;
+            if (n == 0 || errno != EINTR)
+                fuzz_fail("connect does not complete");
+        }
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0 || err != 0)
+            fuzz_fail("connect: %s", strerror(err));
+    }
+    return fd;
 }
 
 /* Encodes m into a new buffer of exactly its packed size. */

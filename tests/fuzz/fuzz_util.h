@@ -1,7 +1,8 @@
 /*
  * fuzz_util.h: what the fuzz targets, the replay driver and the corpus
  * generator share: fixed keys, a scratch directory for loaders that read
- * files, and a protobuf round-trip check.
+ * files, a loopback connect for targets that drive a listener, and a
+ * protobuf round-trip check.
  *
  * Everything here is deterministic: the same input takes the same path
  * through a target on every run, which is what lets libFuzzer minimize a
@@ -106,6 +107,16 @@ void fuzz_path(char out[FUZZ_PATH_MAX], const char *name);
 
 /* Replaces the file at path with data[0..len), without syncing. Aborts on failure. */
 void fuzz_write_file(const char *path, const uint8_t *data, size_t len);
+
+/*
+ * Connects a new TCP socket to 127.0.0.1:port, where a listener of this
+ * process (driven by a uv loop the caller turns) waits, and returns it; the
+ * caller closes it. The socket is non-blocking, sends small writes at once
+ * (TCP_NODELAY) and is reset on close (SO_LINGER 0). The connect completes
+ * without the listener's loop turning; it is waited for up to 10 s. Aborts
+ * when the socket cannot be made or the connect fails or does not complete.
+ */
+int fuzz_tcp_connect(uint16_t port);
 
 /*
  * Decodes data[0..len) as a message of desc. When it decodes, checks that

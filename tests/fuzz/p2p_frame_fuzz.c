@@ -42,12 +42,7 @@
 #include "p2p.h"
 #include "tls.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -206,48 +201,6 @@ static void link_reset(struct link *l)
     l->buf = buf;
 }
 
-static int tcp_connect(void)
-{
-    struct sockaddr_in sa;
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        fuzz_fail("socket: %s", strerror(errno));
-    /* A reset on close leaves no TIME_WAIT behind. */
-    FUZZ_CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
-    /* Small writes leave at once: Nagle would wait for a delayed ACK on every second one. */
-    FUZZ_CHECK(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(p2p_port(&S.p));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FUZZ_CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
-    /*
-     * The kernel completes a loopback connect against the listen backlog,
-     * without the loop; a signal (libFuzzer's timer) must not cut it short,
-     * so it is non-blocking and waited for.
-     */
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        int err = 0;
-        socklen_t err_len = sizeof(err);
-        if (errno != EINPROGRESS)
-            fuzz_fail("connect: %s", strerror(errno));
-        for (;;) {
-            int n = poll(&pfd, 1, 10000);
-            if (n == 1)
-                break;
-            if (n == 0 || errno != EINTR)
-                fuzz_fail("connect does not complete");
-        }
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0 || err != 0)
-            fuzz_fail("connect: %s", strerror(err));
-    }
-    return fd;
-}
-
 static void raw_send(struct link *l, const uint8_t *data, size_t len)
 {
     while (len > 0 && !l->eof) {
@@ -356,7 +309,7 @@ static void link_close(struct link *l)
 static bool link_open(struct link *l, unsigned identity)
 {
     link_reset(l);
-    l->fd = tcp_connect();
+    l->fd = fuzz_tcp_connect(p2p_port(&S.p));
     if (tls_conn_new(&l->tls, S.ctx[identity], false, verify_node1, NULL) != 0)
         fuzz_fail("tls_conn_new failed");
     if (tls_conn_handshake(l->tls, &l->hs_done) != 0)
@@ -655,7 +608,7 @@ static void run_tcp_garbage(const uint8_t *data, size_t size)
     bool had_link = S.link.fd >= 0;
 
     link_reset(&raw);
-    raw.fd = tcp_connect();
+    raw.fd = fuzz_tcp_connect(p2p_port(&S.p));
     raw_send(&raw, data, size);
     shutdown(raw.fd, SHUT_WR);
     wait_closed(&raw, had_link ? S.pending_idle[1] : S.pending_idle[0]);

@@ -33,14 +33,9 @@
 #include "metrics.h"
 #include "rpc.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <http_parser.h>
 #include <jansson.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -268,48 +263,6 @@ static void start_server(void)
 
 /* ---------------------------------------------------------------- client */
 
-static int client_connect(void)
-{
-    struct sockaddr_in sa;
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        fuzz_fail("socket: %s", strerror(errno));
-    /* Closing with a reset leaves no TIME_WAIT behind: thousands of connections a second stay cheap. */
-    FUZZ_CHECK(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
-    /* Small writes leave at once: Nagle would wait for a delayed ACK on every second one. */
-    FUZZ_CHECK(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0);
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(rpc_port(&S.rpc));
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    FUZZ_CHECK(fcntl(fd, F_SETFL, O_NONBLOCK) == 0);
-    /*
-     * The kernel completes a loopback connect against the listen backlog,
-     * without the loop; a signal (libFuzzer's timer) must not cut it short,
-     * so it is non-blocking and waited for.
-     */
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        int err = 0;
-        socklen_t err_len = sizeof(err);
-        if (errno != EINPROGRESS)
-            fuzz_fail("connect: %s", strerror(errno));
-        for (;;) {
-            int n = poll(&pfd, 1, 10000);
-            if (n == 1)
-                break;
-            if (n == 0 || errno != EINTR)
-                fuzz_fail("connect does not complete");
-        }
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &err_len) != 0 || err != 0)
-            fuzz_fail("connect: %s", strerror(err));
-    }
-    return fd;
-}
-
 /* Sends what the socket takes now; a server that already closed is no error. */
 static void client_send(int fd, const uint8_t *data, size_t len)
 {
@@ -516,7 +469,7 @@ static void probe(void)
     int n;
 
     if (S.probe < 0)
-        S.probe = client_connect();
+        S.probe = fuzz_tcp_connect(rpc_port(&S.rpc));
     n = snprintf(req, sizeof(req),
                  "POST / HTTP/1.1\r\nHost: fuzz\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
                  sizeof(body) - 1, body);
@@ -565,7 +518,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     S.resp_len = 0;
     S.resp_truncated = false;
     S.hold = (flags & 4) != 0;
-    fd = client_connect();
+    fd = fuzz_tcp_connect(rpc_port(&S.rpc));
     if (flags & 2) {
         client_send(fd, data, size);
         (void)shutdown(fd, SHUT_WR);
