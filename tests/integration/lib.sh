@@ -1,5 +1,6 @@
 # Sourced by the integration tests of the node, its RPC and bexctl
-# (tests/integration/node_*.sh, rpc_*.sh, cli_*.sh); not run by itself.
+# (tests/integration/node_*.sh, rpc_*.sh, cli_*.sh) and of the testnet
+# scripts (demo_e2e.sh, testnet7.sh); not run by itself.
 #
 # A test does:
 #     . "$(dirname "$0")/lib.sh"
@@ -18,6 +19,13 @@
 #
 # Files named *.sh.pending are tests of known bugs: make test skips them; each
 # says in its header what fails and how. Run one with sh FILE.
+#
+# A test of the testnet scripts runs the network as a user does, with
+# testnet/up.sh, instead of it_net and it_start_all:
+#     it_tn_setup NAME TOOL...  # temp dir, TESTNET_DIR in it, cleanup trap
+#     it_tn_up [N] || ...       # testnet/up.sh [N]; its output if it fails
+# Its nodes are killed by the pids up.sh recorded and the temp dir removed
+# on exit, whatever happens (IT_KEEP does not apply).
 #
 # Environment: B (build directory, default build; build/san for SAN=1),
 # IT_KEEP=1 (keep the temp dir for a post-mortem).
@@ -202,6 +210,53 @@ it_done() {
 # it_bg PID: a background process of the test, killed on exit.
 it_bg() {
     IT_PIDS="$IT_PIDS $1"
+}
+
+# ------------------------------------------------------------- testnet/up.sh networks
+
+# it_tn_cleanup: stops every node of the network in TESTNET_DIR, even if
+# down.sh fails, and removes the temp dir.
+it_tn_cleanup() {
+    BEX_DOWN_TIMEOUT=5 B=$B sh "$it_root/testnet/down.sh" >/dev/null 2>&1
+    # down.sh may be the thing that is broken: SIGKILL each pid up.sh recorded.
+    for _f in "$TESTNET_DIR"/node*/bexd.pid; do
+        [ -f "$_f" ] || continue
+        _pid=$(cat "$_f" 2>/dev/null)
+        case $_pid in
+        '' | *[!0-9]*) ;;
+        *) kill -s KILL "$_pid" 2>/dev/null ;;
+        esac
+    done
+    rm -rf "$IT_DIR"
+}
+
+# it_tn_setup NAME TOOL...: fails unless every TOOL is executable; makes the
+# temp dir IT_DIR (/tmp/bex-NAME-it-XXXXXX), exports TESTNET_DIR=$IT_DIR/run
+# for the testnet scripts, and sets the traps: it_tn_cleanup on exit, and
+# SIGINT or SIGTERM exits 1.
+it_tn_setup() {
+    _name=$1
+    shift
+    for _t in "$@"; do
+        [ -x "$_t" ] || {
+            echo "FAIL: $_t is not built (make test builds it)"
+            exit 1
+        }
+    done
+    IT_DIR=$(mktemp -d "/tmp/bex-$_name-it-XXXXXX") || exit 1
+    export TESTNET_DIR="$IT_DIR/run"
+    trap it_tn_cleanup EXIT
+    trap 'exit 1' INT TERM
+}
+
+# it_tn_up [N]: testnet/up.sh [N] in TESTNET_DIR (it lays out the network on
+# free ports, starts every bexd and waits until they are up). When it fails,
+# prints its output and returns 1.
+it_tn_up() {
+    B=$B sh "$it_root/testnet/up.sh" "$@" >"$IT_DIR/up.out" 2>&1 || {
+        cat "$IT_DIR/up.out"
+        return 1
+    }
 }
 
 # ------------------------------------------------------------- the network

@@ -5,31 +5,14 @@
 # is killed (SIGKILL) and the other 6 elect a new one and keep committing:
 # a second bexload run commits on all 6 with equal roots. The nodes are
 # killed by pid and the directory removed whatever happens.
-set -u
-B=${B:-build}
-root=$(pwd -P)
-work=$(mktemp -d /tmp/bex-testnet7-it-XXXXXX) || exit 1
-export TESTNET_DIR="$work/run"
-load=$root/$B/tests/tools/bexload
+. "$(dirname "$0")/lib.sh"
+
+load=$it_root/$B/tests/tools/bexload
+it_tn_setup testnet7 "$load"
 count=300
 case $B in
 */san) count=100 ;;
 esac
-
-cleanup() {
-    BEX_DOWN_TIMEOUT=5 B=$B sh "$root/testnet/down.sh" >/dev/null 2>&1
-    for f in "$TESTNET_DIR"/node*/bexd.pid; do
-        [ -f "$f" ] || continue
-        pid=$(cat "$f" 2>/dev/null)
-        case $pid in
-        '' | *[!0-9]*) ;;
-        *) kill -s KILL "$pid" 2>/dev/null ;;
-        esac
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
 
 fail() {
     echo "FAIL: $*"
@@ -88,12 +71,8 @@ loaded() {
     [ "${_sub:-0}" -ge "$count" ] && [ "${_rej:-1}" -eq 0 ] || fail "bexload: $(cat "$1")"
 }
 
-[ -x "$load" ] || fail "$load is not built (make test builds it)"
-B=$B sh "$root/testnet/up.sh" 7 >"$work/up.out" 2>&1 || {
-    cat "$work/up.out"
-    fail "testnet/up.sh 7"
-}
-urls=$(B=$B sh "$root/testnet/status.sh" --urls)
+it_tn_up 7 || fail "testnet/up.sh 7"
+urls=$(B=$B sh "$it_root/testnet/status.sh" --urls)
 n=$(printf '%s\n' "$urls" | grep -c .)
 [ "$n" -eq 7 ] || fail "status.sh lists $n nodes, not 7"
 k=0
@@ -107,16 +86,16 @@ BEX_PASSPHRASE=$(cat "$TESTNET_DIR/passphrase")
 export BEX_PASSPHRASE
 key=$TESTNET_DIR/agencies/city.traffic/officer1.key
 all=$(printf '%s\n' "$urls" | paste -sd, -)
-"$load" --node "$all" --key "$key" --agency city.traffic --count "$count" --wait --timeout 60 >"$work/load1.out" ||
-    fail "bexload over 7 nodes: $(cat "$work/load1.out")"
-loaded "$work/load1.out"
+"$load" --node "$all" --key "$key" --agency city.traffic --count "$count" --wait --timeout 60 >"$IT_DIR/load1.out" ||
+    fail "bexload over 7 nodes: $(cat "$IT_DIR/load1.out")"
+loaded "$IT_DIR/load1.out"
 committed=$(field "$(rpc "$(printf '%s\n' "$urls" | head -n 1)" status)" committed_txs)
 [ "${committed:-0}" -ge "$count" ] || fail "node0 committed ${committed:-0} transactions, not $count"
 min_height=1
 # shellcheck disable=SC2086 # one URL per word
 agree $urls
 h1=${agreed%% *}
-echo "testnet7: $count transactions committed on all 7 nodes, at height $h1 with equal roots ($(cat "$work/load1.out"))"
+echo "testnet7: $count transactions committed on all 7 nodes, at height $h1 with equal roots ($(cat "$IT_DIR/load1.out"))"
 
 # Kill the primary of the current view.
 primary=$(field "$(rpc "$(printf '%s\n' "$urls" | head -n 1)" status)" primary)
@@ -134,9 +113,9 @@ echo "testnet7: killed the primary, node$primary (pid $pid)"
 
 rest=$(printf '%s\n' "$urls" | sed "$((primary + 1))d")
 others=$(printf '%s\n' "$rest" | paste -sd, -)
-"$load" --node "$others" --key "$key" --agency city.traffic --count "$count" --wait --timeout 60 >"$work/load2.out" ||
-    fail "bexload over the 6 remaining nodes: $(cat "$work/load2.out")"
-loaded "$work/load2.out"
+"$load" --node "$others" --key "$key" --agency city.traffic --count "$count" --wait --timeout 60 >"$IT_DIR/load2.out" ||
+    fail "bexload over the 6 remaining nodes: $(cat "$IT_DIR/load2.out")"
+loaded "$IT_DIR/load2.out"
 min_height=$((h1 + 1))
 # shellcheck disable=SC2086
 agree $rest
