@@ -629,6 +629,22 @@ int pbft_step(struct pbft *p, const struct pbft_msg *msg, struct pbft_actions *o
     return rc;
 }
 
+int pbft_pause(struct pbft *p, uint64_t now_ms)
+{
+    if (p == NULL || now_ms < p->now_ms)
+        return -BEX_EINVAL;
+    if (!p->started)
+        return -BEX_ESTATE;
+    p->now_ms = now_ms;
+    if (p->timer_on) {
+        p->timer_since_ms = now_ms;
+        p->timer_deadline_ms = now_ms + pbft__timeout(p);
+    }
+    BEX_ASSERT(!p->timer_on || p->timer_deadline_ms > now_ms);
+    BEX_ASSERT(p->now_ms == now_ms);
+    return 0;
+}
+
 int pbft_tick(struct pbft *p, uint64_t now_ms, struct pbft_actions *out)
 {
     begin(out);

@@ -420,6 +420,19 @@ BEX_MUST_USE int pbft_step(struct pbft *p, const struct pbft_msg *msg,
 BEX_MUST_USE int pbft_tick(struct pbft *p, uint64_t now_ms, struct pbft_actions *out);
 
 /*
+ * Tells the engine that this replica did not run from its last tick until
+ * now_ms (the process was stopped, or the machine starved its loop): the
+ * clock moves to now_ms and a running view-change timer restarts there, as
+ * time in which the replica saw nothing is no evidence against the
+ * primary. Without it, a step taken before the next tick (the node reads
+ * what its peers sent while it was paused before it ticks) would start a
+ * timer at the stale time, already expired, and the replica would leave the
+ * view the others just installed. No action results.
+ * -BEX_EINVAL (NULL, or now_ms before the last tick), -BEX_ESTATE (not started).
+ */
+BEX_MUST_USE int pbft_pause(struct pbft *p, uint64_t now_ms);
+
+/*
  * The primary proposes digest (not all zero) at the seq pbft_next_seq()
  * reported. Returns 0, -BEX_ESTATE (not the primary of an installed view),
  * -BEX_EFULL (watermark window full) or -BEX_EINVAL.

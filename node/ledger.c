@@ -37,6 +37,15 @@ struct ledger {
     struct ledger_applied applied;
     struct vec receipts, writes, history, seen, seen_slots, deferred;
     size_t seen_mask; /* seen_slots holds seen_mask + 1 slots */
+    /* The block being written: between ledger_apply_begin() and its end or abort. */
+    bool pending;
+    struct store_block block; /* what the store writes; points into the fields below and the executor */
+    struct store_meta block_meta[2];
+    uint8_t block_time[8];
+    uint8_t *block_record;
+    Bex__BlockProposal *block_proposal; /* kept decoded until the end, for what the executor kept of it */
+    const struct exec_output *block_out;
+    size_t block_skipped, block_deferred;
 };
 
 static int vec_reserve(struct vec *v, size_t n, size_t elem)
@@ -174,19 +183,21 @@ static void chain_hash(uint8_t out[LEDGER_HASH_BYTES], const uint8_t prev[LEDGER
 }
 
 /*
- * Translates the executor's output into one store_block and commits it,
- * with the block record and meta (block time, and the extra meta given).
+ * Translates the executor's output into l->block, with the block record and
+ * meta (block time, and the extra meta given). l->block points into the
+ * ledger's arrays, the executor's output, record, cert and extra, which must
+ * stay as they are until it is committed.
  */
-static int commit_output(struct ledger *l, const struct exec_output *o, const uint8_t *record, size_t record_len,
-                         const uint8_t *cert, size_t cert_len, const uint8_t hash[LEDGER_HASH_BYTES],
-                         const struct store_meta *extra, size_t extra_len)
+static int build_block(struct ledger *l, const struct exec_output *o, const uint8_t *record, size_t record_len,
+                       const uint8_t *cert, size_t cert_len, const uint8_t hash[LEDGER_HASH_BYTES],
+                       const struct store_meta *extra, size_t extra_len)
 {
-    struct store_block b = {0};
-    struct store_meta meta[2];
+    struct store_block *b = &l->block;
+    struct store_meta *meta = l->block_meta;
     struct store_receipt *rc_arr;
     struct store_write *w_arr;
     struct store_history *h_arr;
-    uint8_t tbuf[8];
+    uint8_t *tbuf = l->block_time;
     int rc;
 
     BEX_ASSERT(extra_len <= 1);
@@ -213,25 +224,36 @@ static int commit_output(struct ledger *l, const struct exec_output *o, const ui
         memcpy(h_arr[i].tx_id, o->history[i].tx_id, STORE_TXID_BYTES);
     }
     be64_put(tbuf, o->time_ms);
-    meta[0] = (struct store_meta){(const uint8_t *)META_TIME, strlen(META_TIME), tbuf, sizeof tbuf};
+    meta[0] = (struct store_meta){(const uint8_t *)META_TIME, strlen(META_TIME), tbuf, sizeof l->block_time};
     if (extra_len == 1)
         meta[1] = extra[0];
-    b.height = o->height;
-    b.record = record;
-    b.record_len = record_len;
-    b.cert = cert;
-    b.cert_len = cert_len;
-    memcpy(b.hash, hash, LEDGER_HASH_BYTES);
-    memcpy(b.state_root, o->state_root, LEDGER_HASH_BYTES);
-    b.receipts = rc_arr;
-    b.receipts_len = o->receipt_count;
-    b.writes = w_arr;
-    b.writes_len = o->write_count;
-    b.history = h_arr;
-    b.history_len = o->history_count;
-    b.meta = meta;
-    b.meta_len = 1 + extra_len;
-    return store_commit_block(l->store, &b);
+    memset(b, 0, sizeof *b);
+    b->height = o->height;
+    b->record = record;
+    b->record_len = record_len;
+    b->cert = cert;
+    b->cert_len = cert_len;
+    memcpy(b->hash, hash, LEDGER_HASH_BYTES);
+    memcpy(b->state_root, o->state_root, LEDGER_HASH_BYTES);
+    b->receipts = rc_arr;
+    b->receipts_len = o->receipt_count;
+    b->writes = w_arr;
+    b->writes_len = o->write_count;
+    b->history = h_arr;
+    b->history_len = o->history_count;
+    b->meta = meta;
+    b->meta_len = 1 + extra_len;
+    return 0;
+}
+
+/* Builds the block and commits it in a transaction of its own. */
+static int commit_output(struct ledger *l, const struct exec_output *o, const uint8_t *record, size_t record_len,
+                         const uint8_t *cert, size_t cert_len, const uint8_t hash[LEDGER_HASH_BYTES],
+                         const struct store_meta *extra, size_t extra_len)
+{
+    int rc = build_block(l, o, record, record_len, cert, cert_len, hash, extra, extra_len);
+
+    return rc != 0 ? rc : store_commit_block(l->store, &l->block);
 }
 
 /* Encodes a BlockRecord into a malloc'd buffer. */
@@ -459,6 +481,7 @@ void ledger_close(struct ledger *l)
 {
     if (l == NULL)
         return;
+    ledger_apply_abort(l);
     store_read_end(l->exec_read.r);
     exec_free(l->exec);
     store_close(l->store);
@@ -605,9 +628,9 @@ fail:
     return rc;
 }
 
-int ledger_apply(struct ledger *l, const struct ledger_applied **res, uint64_t height,
-                 const uint8_t digest[LEDGER_HASH_BYTES], const uint8_t *proposal, size_t proposal_len,
-                 const uint8_t *cert, size_t cert_len)
+int ledger_apply_begin(struct ledger *l, const struct store_block **blk, uint64_t height,
+                       const uint8_t digest[LEDGER_HASH_BYTES], const uint8_t *proposal, size_t proposal_len,
+                       const uint8_t *cert, size_t cert_len)
 {
     static const uint8_t zero[LEDGER_HASH_BYTES];
     Bex__BlockProposal *p = NULL;
@@ -617,8 +640,8 @@ int ledger_apply(struct ledger *l, const struct ledger_applied **res, uint64_t h
     uint64_t time_ms = l->time_ms;
     int rc;
 
-    *res = NULL;
-    if (height != l->height + 1)
+    *blk = NULL;
+    if (l->pending || height != l->height + 1)
         return -BEX_ESTATE;
     if (proposal_len > 0) {
         crypto_sha256(check, proposal, proposal_len);
@@ -645,28 +668,83 @@ int ledger_apply(struct ledger *l, const struct ledger_applied **res, uint64_t h
     chain_hash(hash, l->hash, height, digest, o->state_root);
     if ((rc = encode_record(&record, &record_len, height, proposal, proposal_len, l->hash, hash, o->state_root)) != 0)
         goto fail;
-    if ((rc = commit_output(l, o, record, record_len, cert, cert_len, hash, NULL, 0)) != 0)
+    if ((rc = build_block(l, o, record, record_len, cert, cert_len, hash, NULL, 0)) != 0)
         goto fail;
-    if ((rc = exec_read_renew(l)) != 0)
-        goto fail;
-    l->height = height;
-    l->time_ms = o->time_ms;
-    memcpy(l->root, o->state_root, LEDGER_HASH_BYTES);
-    memcpy(l->hash, hash, LEDGER_HASH_BYTES);
-    l->applied = (struct ledger_applied){.height = height, .time_ms = o->time_ms, .out = o, .skipped = skipped,
-                                         .deferred = l->deferred.p, .deferred_count = deferred};
-    memcpy(l->applied.hash, hash, LEDGER_HASH_BYTES);
-    memcpy(l->applied.state_root, o->state_root, LEDGER_HASH_BYTES);
-    *res = &l->applied;
-    goto done;
+    l->pending = true;
+    l->block_record = record;
+    l->block_proposal = p;
+    l->block_out = o;
+    l->block_skipped = skipped;
+    l->block_deferred = deferred;
+    *blk = &l->block;
+    return 0;
 fail_exec:
     exec_block_abort(l->exec);
 fail:
-done:
     free(record);
     if (p != NULL)
         bex__block_proposal__free_unpacked(p, NULL);
     return rc;
+}
+
+/* Frees what the pending block held. */
+static void pending_clear(struct ledger *l)
+{
+    free(l->block_record);
+    if (l->block_proposal != NULL)
+        bex__block_proposal__free_unpacked(l->block_proposal, NULL);
+    l->block_record = NULL;
+    l->block_proposal = NULL;
+    l->block_out = NULL;
+    l->pending = false;
+}
+
+int ledger_apply_end(struct ledger *l, const struct ledger_applied **res)
+{
+    const struct exec_output *o = l->block_out;
+    int rc;
+
+    *res = NULL;
+    BEX_ASSERT(l->pending);
+    BEX_ASSERT(o != NULL && o->height == l->height + 1);
+    rc = exec_read_renew(l);
+    l->height = o->height;
+    l->time_ms = o->time_ms;
+    memcpy(l->root, o->state_root, LEDGER_HASH_BYTES);
+    memcpy(l->hash, l->block.hash, LEDGER_HASH_BYTES);
+    l->applied = (struct ledger_applied){.height = o->height, .time_ms = o->time_ms, .out = o,
+                                         .skipped = l->block_skipped, .deferred = l->deferred.p,
+                                         .deferred_count = l->block_deferred};
+    memcpy(l->applied.hash, l->block.hash, LEDGER_HASH_BYTES);
+    memcpy(l->applied.state_root, o->state_root, LEDGER_HASH_BYTES);
+    pending_clear(l);
+    if (rc != 0)
+        return rc;
+    *res = &l->applied;
+    return 0;
+}
+
+void ledger_apply_abort(struct ledger *l)
+{
+    if (l != NULL && l->pending)
+        pending_clear(l);
+}
+
+int ledger_apply(struct ledger *l, const struct ledger_applied **res, uint64_t height,
+                 const uint8_t digest[LEDGER_HASH_BYTES], const uint8_t *proposal, size_t proposal_len,
+                 const uint8_t *cert, size_t cert_len)
+{
+    const struct store_block *blk;
+    int rc;
+
+    *res = NULL;
+    if ((rc = ledger_apply_begin(l, &blk, height, digest, proposal, proposal_len, cert, cert_len)) != 0)
+        return rc;
+    if ((rc = store_commit_block(l->store, blk)) != 0) {
+        ledger_apply_abort(l);
+        return rc;
+    }
+    return ledger_apply_end(l, res);
 }
 
 uint64_t ledger_height(const struct ledger *l)

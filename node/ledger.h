@@ -84,6 +84,28 @@ BEX_MUST_USE int ledger_apply(struct ledger *l, const struct ledger_applied **re
                               const uint8_t digest[LEDGER_HASH_BYTES], const uint8_t *proposal,
                               size_t proposal_len, const uint8_t *cert, size_t cert_len);
 
+/*
+ * ledger_apply() in two steps, for a caller that commits the block's writes
+ * itself (the node does, on its persister's thread, with the votes queued
+ * meanwhile). ledger_apply_begin() executes the block and sets *blk to its
+ * writes, without committing them; its errors are ledger_apply()'s but
+ * store errors of the commit, and -BEX_ESTATE while another block is
+ * begun. *blk, and the cert it points to, must stay untouched until the
+ * block is committed or dropped. Until the end the ledger still reads and
+ * reports the previous head.
+ *
+ * Once *blk is committed (store_commit_block() or store_batch_block()),
+ * ledger_apply_end() moves the ledger to it and sets *res as
+ * ledger_apply() does; its only error is one from reopening the
+ * executor's snapshot (store_read_begin()). When the commit failed,
+ * ledger_apply_abort() drops the block (and accepts a ledger with none).
+ */
+BEX_MUST_USE int ledger_apply_begin(struct ledger *l, const struct store_block **blk, uint64_t height,
+                                    const uint8_t digest[LEDGER_HASH_BYTES], const uint8_t *proposal,
+                                    size_t proposal_len, const uint8_t *cert, size_t cert_len);
+BEX_MUST_USE int ledger_apply_end(struct ledger *l, const struct ledger_applied **res);
+void ledger_apply_abort(struct ledger *l);
+
 uint64_t ledger_height(const struct ledger *l);
 uint64_t ledger_time_ms(const struct ledger *l); /* block time of the last block */
 const uint8_t *ledger_root(const struct ledger *l);

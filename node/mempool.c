@@ -637,6 +637,11 @@ size_t mempool_count(const struct mempool *mp)
     return mp->count;
 }
 
+bool mempool_full(const struct mempool *mp, size_t tx_len)
+{
+    return mp->count >= mp->cfg.count_max || tx_len > mp->cfg.bytes_max - mp->bytes;
+}
+
 size_t mempool_bytes(const struct mempool *mp)
 {
     return mp->bytes;

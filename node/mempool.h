@@ -189,6 +189,13 @@ size_t mempool_evict_older_than(struct mempool *mp, uint64_t now_ms, uint64_t ag
 
 size_t mempool_count(const struct mempool *mp);
 
+/*
+ * Whether the pool would refuse any tx of tx_len bytes for its size alone
+ * (count_max txs, or not tx_len bytes left), whoever sent it: a node checks
+ * this before it spends a signature verification on a tx it cannot keep.
+ */
+bool mempool_full(const struct mempool *mp, size_t tx_len);
+
 /* The highest nonce of sender's pending txs, or 0 when none is pending. */
 uint64_t mempool_sender_top(const struct mempool *mp, const char *sender);
 size_t mempool_bytes(const struct mempool *mp);

@@ -17,7 +17,7 @@
 #endif
 
 #define HELLO_EVERY_MS 1000
-#define TRIM_EVERY_MS 100 /* at most this often, the store's mapped pages are given back */
+#define TRIM_EVERY_MS 100
 #define FETCH_RETRY_MS 500
 #define PROPOSAL_RETRY_MS 300
 #define MEMPOOL_TTL_MS (10u * 60 * 1000)
@@ -30,6 +30,7 @@ static const uint8_t zero_digest[PBFT_DIGEST_BYTES];
 
 static void do_actions(struct node *n);
 static void apply_commits(struct node *n);
+static void finish_block(struct node *n);
 
 uint64_t node_now_ms(const struct node *n)
 {
@@ -773,14 +774,20 @@ static void on_durable(uv_async_t *a)
         n->sends_head = (n->sends_head + 1) % NODE_SENDS_HELD_MAX;
         n->sends_n--;
     }
+    if (n->block_pending && durable >= n->block_after)
+        finish_block(n);
     if (failed == 0 || n->store_failed)
         return;
     if (failed == -BEX_EMAPFULL && grow_map(n, true) == 0) {
         persist_retry(n->persist);
         return;
     }
-    fatal_store(n, failed, "persisting a vote");
+    fatal_store(n, failed, n->block_pending ? "writing a block" : "persisting a vote");
     drop_held(n);
+    if (n->block_pending) {
+        ledger_apply_abort(n->ledger);
+        n->block_pending = false;
+    }
 }
 
 static void wake_durable(void *ud)
@@ -859,7 +866,7 @@ static void do_actions(struct node *n)
              * offer their txs again, except those the new view re-issued below
              * the next seq (see remark_in_flight()).
              */
-            mempool_unmark(n->mempool, ledger_height(n->ledger) + 1);
+            mempool_unmark(n->mempool, ledger_height(n->ledger) + 1 + (n->block_pending ? 1 : 0));
             n->remark = true;
             LOG_I("consensus: view %" PRIu64 " installed, primary %u", a->view, pbft_primary(n->pbft));
             log_context(n);
@@ -1040,17 +1047,84 @@ static void request_block(struct node *n, uint64_t from, uint32_t preferred)
     send_env(n, peer, &env);
 }
 
-/* Applies queued commits in height order while their proposals are at hand. */
+/*
+ * Executes the next committed block and queues its writes for the
+ * persister, to be committed with the votes queued meanwhile in one
+ * transaction; finish_block() goes on once that is durable. Until then the
+ * ledger reports the previous head and no other block is applied.
+ */
+static int start_block(struct node *n, const struct node_commit *c, const struct node_proposal *p)
+{
+    const struct store_block *blk;
+    struct persist_batch *b;
+    int rc = ledger_apply_begin(n->ledger, &blk, c->seq, c->digest, p ? p->bytes : NULL, p ? p->len : 0, c->cert,
+                                c->cert_len);
+
+    if (rc != 0) {
+        LOG_E("ledger: apply h=%" PRIu64 ": %s", c->seq, bex_strerror(rc));
+        return rc;
+    }
+    if ((b = persist_batch_new()) == NULL) {
+        rc = -BEX_ENOMEM;
+    } else if ((rc = persist_batch_block(b, blk)) != 0) {
+        persist_batch_free(b);
+    } else {
+        rc = persist_submit(n->persist, &n->block_after, b);
+    }
+    if (rc != 0) {
+        ledger_apply_abort(n->ledger);
+        fatal_store(n, rc, "queueing a block");
+        drop_held(n);
+        return rc;
+    }
+    n->block_pending = true;
+    return 0;
+}
+
+/* The pending block is durable: the ledger moves to it, and everything that follows a block happens. */
+static void finish_block(struct node *n)
+{
+    struct node_commit *c = &n->commits[n->commits_head];
+    struct node_proposal *p = NULL;
+    const struct ledger_applied *a;
+    int rc;
+
+    BEX_ASSERT(n->block_pending && n->commits_n > 0);
+    n->block_pending = false;
+    if (memcmp(c->digest, zero_digest, PBFT_DIGEST_BYTES) != 0)
+        p = prop_find(n, c->digest);
+    if ((rc = ledger_apply_end(n->ledger, &a)) != 0) {
+        fatal_store(n, rc, "reading after a block");
+        return;
+    }
+    BEX_ASSERT(a->height == c->seq);
+    after_apply(n, a, p ? p->bytes : NULL, p ? p->len : 0);
+    trim_store(n, mono_ms(n));
+    /* Grown ahead of need, so that a block rarely meets a full map. */
+    if ((rc = grow_map(n, false)) != 0 && rc != -BEX_EMAPFULL)
+        LOG_W("store: map: %s", bex_strerror(rc));
+    free(c->cert);
+    n->commits_head = (n->commits_head + 1) % NODE_COMMITS_MAX;
+    n->commits_n--;
+    if (p != NULL)
+        prop_drop(p);
+    if ((rc = pbft_executed(n->pbft, ledger_height(n->ledger), ledger_root(n->ledger), n->acts)) != 0)
+        LOG_W("consensus: executed %" PRIu64 ": %s", ledger_height(n->ledger), bex_strerror(rc));
+    do_actions(n);
+    apply_commits(n);
+}
+
+/*
+ * Starts the next queued commit in height order when its proposal is at
+ * hand and no block is being written (one block at a time: the next one
+ * executes on the state the last one left).
+ */
 static void apply_commits(struct node *n)
 {
-    if (n->applying)
-        return;
-    n->applying = true;
-    while (n->commits_n > 0 && !n->store_failed) {
+    while (n->commits_n > 0 && !n->store_failed && !n->block_pending) {
         struct node_commit *c = &n->commits[n->commits_head];
         struct node_proposal *p = NULL;
         uint64_t h = ledger_height(n->ledger);
-        int rc;
 
         if (c->seq <= h) {
             /* Already applied through state transfer. */
@@ -1073,21 +1147,9 @@ static void apply_commits(struct node *n)
                 break;
             }
         }
-        rc = apply_one(n, c->seq, c->digest, p ? p->bytes : NULL, p ? p->len : 0, c->cert, c->cert_len);
-        if (rc != 0)
+        if (start_block(n, c, p) != 0)
             break;
-        free(c->cert);
-        n->commits_head = (n->commits_head + 1) % NODE_COMMITS_MAX;
-        n->commits_n--;
-        if (p != NULL)
-            prop_drop(p);
-        if ((rc = pbft_executed(n->pbft, h + 1, ledger_root(n->ledger), n->acts)) != 0)
-            LOG_W("consensus: executed %" PRIu64 ": %s", h + 1, bex_strerror(rc));
-        n->applying = false;
-        do_actions(n);
-        n->applying = true;
     }
-    n->applying = false;
 }
 
 /* ---------------------------------------------------------------- state transfer */
@@ -1145,6 +1207,9 @@ static void on_blocks(struct node *n, uint32_t peer, const Bex__BlockResponse *r
 
     if (resp->tip > n->peer_height[peer])
         n->peer_height[peer] = resp->tip;
+    /* A block is being written: fetched blocks are applied after it (the fetch is retried). */
+    if (n->block_pending)
+        return;
     for (size_t i = 0; i < resp->n_blocks && !n->store_failed; i++) {
         const Bex__BlockRecord *b = resp->blocks[i];
         struct pbft_commit_cert cert;
@@ -1249,6 +1314,10 @@ static void on_tx(struct node *n, const uint8_t *bytes, size_t len)
     struct txcheck_result res;
     char reason[128];
 
+    if (mempool_full(n->mempool, len)) {
+        LOG_D("mempool: gossiped tx not added: pool full");
+        return;
+    }
     if (txcheck_tx(n->txcheck, &res, bytes, len) != 0)
         return;
     if (mempool_add(n->mempool, reason, sizeof reason, res.id, res.sender, res.nonce, bytes, len, mono_ms(n)) != 0)
@@ -1401,6 +1470,12 @@ int node_submit(struct node *n, uint8_t id[CRYPTO_HASH_BYTES], char *reason, siz
         snprintf(reason, reason_size, "the node's store refuses writes");
         return -BEX_ESTATE;
     }
+    /* Under overload, refused before its signatures cost anything (mempool_add() would refuse it after). */
+    if (mempool_full(n->mempool, len)) {
+        snprintf(reason, reason_size, "pool full: %zu txs, %zu bytes pending", mempool_count(n->mempool),
+                 mempool_bytes(n->mempool));
+        return -BEX_EFULL;
+    }
     rc = txcheck_tx(n->txcheck, &res, tx, len);
     if (res.has_id)
         memcpy(id, res.id, CRYPTO_HASH_BYTES);
@@ -1514,10 +1589,16 @@ static void on_tick(uv_timer_t *t)
     /*
      * After a pause (SIGSTOP, a starved machine) the timer fires before the
      * sockets are read: let the loop read what the peers sent first, or the
-     * request timer would start a view change the others never join.
+     * request timer would start a view change the others never join. The
+     * engine learns of the pause, so that what it reads meanwhile starts no
+     * timer at the stale time of its last tick (pbft_pause()).
      */
-    if (now - n->last_tick_ms <= 5 * NODE_TICK_MS && (rc = pbft_tick(n->pbft, now, n->acts)) == 0)
-        do_actions(n);
+    if (now - n->last_tick_ms <= 5 * NODE_TICK_MS) {
+        if ((rc = pbft_tick(n->pbft, now, n->acts)) == 0)
+            do_actions(n);
+    } else if ((rc = pbft_pause(n->pbft, now)) != 0) {
+        LOG_W("consensus: pause of %" PRIu64 " ms: %s", now - n->last_tick_ms, bex_strerror(rc));
+    }
     n->last_tick_ms = now;
     maybe_propose(n, wall);
     apply_commits(n);

@@ -152,7 +152,8 @@ struct node {
     uint64_t view_changes;
     bool store_failed;
     char store_err[256];
-    bool applying;          /* inside apply_commits(): no re-entry */
+    bool block_pending;     /* a block's writes wait for the persister (start_block()) */
+    uint64_t block_after;   /* their persist batch */
     bool remark;            /* a view changed: re-mark in-flight txs before proposing */
     uint64_t last_hello_ms; /* last HELLO broadcast (heights for catch-up) */
     uint64_t last_trim_ms;  /* last store_trim() */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { OP_PUT = 1, OP_PRUNE = 2, OP_CHECKPOINT = 3 };
+enum { OP_PUT = 1, OP_PRUNE = 2, OP_CHECKPOINT = 3, OP_BLOCK = 4 };
 
 /* An operation is: op (1 byte), a_len (4 BE), a, b_len (4 BE), b. */
 struct persist_batch {
@@ -138,6 +138,14 @@ int persist_batch_checkpoint(struct persist_batch *b, uint64_t seq, const uint8_
     return add_op(b, OP_CHECKPOINT, s, sizeof s, digest, STORE_HASH_BYTES);
 }
 
+int persist_batch_block(struct persist_batch *b, const struct store_block *blk)
+{
+    if (blk == NULL)
+        return -BEX_EINVAL;
+    /* The pointer itself: the block is borrowed, not copied (persist.h). */
+    return add_op(b, OP_BLOCK, (const uint8_t *)&blk, sizeof blk, NULL, 0);
+}
+
 /* Adds one batch's operations to the open store batch; the encoding is ours, so it is asserted. */
 static int apply_batch(struct store_batch *sb, const struct persist_batch *b)
 {
@@ -165,6 +173,14 @@ static int apply_batch(struct store_batch *sb, const struct persist_batch *b)
         case OP_PRUNE:
             rc = store_batch_pbft_prune(sb, NULL, a, a_len, c, c_len);
             break;
+        case OP_BLOCK: {
+            const struct store_block *blk;
+
+            BEX_ASSERT(a_len == sizeof blk && c_len == 0);
+            memcpy(&blk, a, sizeof blk);
+            rc = store_batch_block(sb, blk);
+            break;
+        }
         case OP_CHECKPOINT:
             BEX_ASSERT(a_len == 8 && c_len == STORE_HASH_BYTES);
             for (int i = 0; i < 8; i++)

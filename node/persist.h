@@ -1,5 +1,5 @@
 /*
- * persist.h: the engine's votes made durable off the loop thread.
+ * persist.h: the engine's votes, and the blocks, made durable off the loop thread.
  *
  * PBFT's ordering contract (consensus/pbft.h) is that a replica's own vote
  * is on stable storage before any message of the same engine call leaves.
@@ -71,6 +71,15 @@ BEX_MUST_USE int persist_batch_prune(struct persist_batch *b, const uint8_t *fro
                                      const uint8_t *to, size_t to_len);
 BEX_MUST_USE int persist_batch_checkpoint(struct persist_batch *b, uint64_t seq,
                                           const uint8_t digest[STORE_HASH_BYTES]);
+
+/*
+ * Adds a whole block (store_batch_block()), committed in the same
+ * transaction as the votes around it. The block is BORROWED, not copied:
+ * blk and everything it points to must stay untouched until the batch is
+ * durable (persist_durable() reaches its number) or persist_free() has
+ * returned. -BEX_EINVAL, -BEX_ENOMEM, -BEX_ELIMIT.
+ */
+BEX_MUST_USE int persist_batch_block(struct persist_batch *b, const struct store_block *blk);
 
 /* Operations in the batch. */
 uint32_t persist_batch_ops(const struct persist_batch *b);

@@ -741,6 +741,22 @@ int store_batch_checkpoint(struct store_batch *b, uint64_t seq, const uint8_t di
     return 0;
 }
 
+int store_batch_block(struct store_batch *b, const struct store_block *blk)
+{
+    char what[WHAT_BYTES];
+    int rc;
+
+    BEX_ASSERT(b != NULL && b->txn != NULL);
+    if (b->rc != 0)
+        return b->rc;
+    if (blk == NULL)
+        return batch_fail(b, -BEX_EINVAL);
+    snprintf(what, sizeof what, "commit h=%" PRIu64, blk->height);
+    if ((rc = commit_txn(b->s, b->txn, blk, what)) != 0)
+        return batch_fail(b, rc);
+    return 0;
+}
+
 int store_batch_commit(struct store_batch *b)
 {
     struct store *s;

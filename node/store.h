@@ -362,6 +362,13 @@ BEX_MUST_USE int store_batch_pbft_prune(struct store_batch *b, size_t *deleted, 
 BEX_MUST_USE int store_batch_checkpoint(struct store_batch *b, uint64_t seq,
                                         const uint8_t digest[STORE_HASH_BYTES]);
 /* Commits the batch, durable when it returns 0 (unless no_sync); ends it either way. */
+/*
+ * Adds a whole block to the batch: the writes of store_commit_block(), with
+ * its checks and errors, in the batch's transaction (so a block and the
+ * votes written with it are durable together). blk is read only during the
+ * call.
+ */
+BEX_MUST_USE int store_batch_block(struct store_batch *b, const struct store_block *blk);
 BEX_MUST_USE int store_batch_commit(struct store_batch *b);
 /* Discards the batch. Accepts NULL. */
 void store_batch_abort(struct store_batch *b);

@@ -1284,6 +1284,87 @@ static void ledger_store_failure_applies_nothing(void **state)
     free(args);
 }
 
+/*
+ * The two-step apply (the node's path): between begin and end the ledger
+ * reports and reads the previous head, a second begin is refused, and a
+ * dropped block leaves nothing behind; the block committed through a store
+ * batch, then ended, matches what ledger_apply() makes of it on a replica.
+ */
+static void ledger_apply_two_steps(void **state)
+{
+    struct fixture *fx = *state;
+    struct ledger *l = open_at(fx, fx->path_a), *ref = open_at(fx, fx->path_b);
+    const struct ledger_applied *res = NULL, *want;
+    const struct store_block *blk = NULL, *other = NULL;
+    uint8_t hash0[LEDGER_HASH_BYTES], hash1[LEDGER_HASH_BYTES], root1[LEDGER_HASH_BYTES];
+    struct store_batch *sb;
+    struct block b;
+    struct tx t[2];
+
+    tx_register(fx, &t[0], TRAFFIC, "city.traffic/a");
+    tx_register(fx, &t[1], POLICE, "city.police/b");
+    block_make(&b, 1, T0 + 1000, t, 2);
+    want = apply_ok(ref, &b);
+    memcpy(hash1, want->hash, LEDGER_HASH_BYTES);
+    memcpy(root1, want->state_root, LEDGER_HASH_BYTES);
+    memcpy(hash0, ledger_hash(l), LEDGER_HASH_BYTES);
+
+    /* Begun, then dropped: nothing changes, and the block can be begun again. */
+    assert_int_equal(ledger_apply_begin(l, &blk, 1, b.digest, b.proposal, b.proposal_len, b.cert, b.cert_len), 0);
+    assert_non_null(blk);
+    assert_int_equal(blk->height, 1);
+    assert_int_equal(blk->receipts_len, 2);
+    assert_memory_equal(blk->hash, hash1, LEDGER_HASH_BYTES);
+    assert_int_equal(ledger_apply_begin(l, &other, 1, b.digest, b.proposal, b.proposal_len, b.cert, b.cert_len),
+                     -BEX_ESTATE);
+    assert_null(other);
+    assert_int_equal(ledger_height(l), 0);
+    ledger_apply_abort(l);
+    ledger_apply_abort(l);
+    assert_int_equal(ledger_height(l), 0);
+    assert_memory_equal(ledger_hash(l), hash0, LEDGER_HASH_BYTES);
+    assert_false(has_receipt(l, t[0].id));
+
+    /* Begun, committed in a batch: the ledger still reads the old head until the end. */
+    assert_int_equal(ledger_apply_begin(l, &blk, 1, b.digest, b.proposal, b.proposal_len, b.cert, b.cert_len), 0);
+    assert_int_equal(store_batch_begin(ledger_store(l), &sb), 0);
+    assert_int_equal(store_batch_block(sb, blk), 0);
+    assert_int_equal(store_batch_commit(sb), 0);
+    assert_int_equal(ledger_height(l), 0);
+    assert_int_equal(last_nonce(l, TRAFFIC), 0);
+    assert_int_equal(ledger_apply_end(l, &res), 0);
+    assert_non_null(res);
+    assert_int_equal(res->height, 1);
+    assert_int_equal(res->out->receipt_count, 2);
+    assert_memory_equal(res->hash, hash1, LEDGER_HASH_BYTES);
+    assert_memory_equal(res->state_root, root1, LEDGER_HASH_BYTES);
+    assert_int_equal(ledger_height(l), 1);
+    assert_memory_equal(ledger_hash(l), hash1, LEDGER_HASH_BYTES);
+    assert_int_equal(last_nonce(l, TRAFFIC), 1);
+    assert_true(has_receipt(l, t[1].id));
+    block_free(&b);
+
+    /* The same block again through a batch is refused by the store (height), and dropped. */
+    block_make(&b, 2, T0 + 2000, NULL, 0);
+    assert_int_equal(ledger_apply_begin(l, &blk, 2, b.digest, b.proposal, b.proposal_len, b.cert, b.cert_len), 0);
+    assert_int_equal(store_commit_block(ledger_store(l), blk), 0);
+    assert_int_equal(store_batch_begin(ledger_store(l), &sb), 0);
+    assert_int_equal(store_batch_block(sb, blk), -BEX_ESTATE);
+    assert_int_equal(store_batch_commit(sb), -BEX_ESTATE);
+    assert_int_equal(ledger_apply_end(l, &res), 0);
+    assert_int_equal(ledger_height(l), 2);
+    block_free(&b);
+
+    /* A ledger closed with a block begun frees it (ASan). */
+    block_make(&b, 3, T0 + 3000, NULL, 0);
+    assert_int_equal(ledger_apply_begin(l, &blk, 3, b.digest, b.proposal, b.proposal_len, b.cert, b.cert_len), 0);
+    ledger_close(l);
+    ledger_close(ref);
+    block_free(&b);
+    tx_free(&t[0]);
+    tx_free(&t[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1306,6 +1387,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(ledger_replicas_agree, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_block_record_stored, setup, teardown),
         cmocka_unit_test_setup_teardown(ledger_store_failure_applies_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(ledger_apply_two_steps, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -209,8 +209,11 @@ static void mempool_full_by_count(void **state)
     struct mempool *mp = pool(&cfg);
     struct mempool_stats st;
 
-    for (uint64_t n = 1; n <= 4; n++)
+    for (uint64_t n = 1; n <= 4; n++) {
+        assert_false(mempool_full(mp, 10));
         assert_int_equal(add(mp, n % 2, n, 10), 0);
+    }
+    assert_true(mempool_full(mp, 1));
     assert_int_equal(add(mp, 2, 1, 10), -BEX_EFULL);
     assert_string_equal(reason, "pool full: 4 txs pending");
     /* Nothing was evicted to make room. */
@@ -233,10 +236,13 @@ static void mempool_full_by_bytes(void **state)
     struct mempool_stats st;
 
     assert_int_equal(add(mp, 0, 1, 600), 0);
+    assert_true(mempool_full(mp, 401));
+    assert_false(mempool_full(mp, 400));
     assert_int_equal(add(mp, 1, 1, 401), -BEX_EFULL);
     assert_string_equal(reason, "pool full: 600 of 1000 bytes pending");
     assert_int_equal(add(mp, 1, 1, 400), 0);
     assert_int_equal(mempool_bytes(mp), 1000);
+    assert_true(mempool_full(mp, 1));
     assert_int_equal(add(mp, 2, 1, 1), -BEX_EFULL);
     mempool_get_stats(mp, &st);
     assert_int_equal(st.rejected_full_bytes, 2);

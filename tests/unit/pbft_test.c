@@ -1335,6 +1335,58 @@ static void pbft_view_change_joins_f_plus_1_higher(void **state)
     tc_free(t);
 }
 
+/*
+ * A replica paused for seconds (SIGSTOP) reads, before its next tick, the
+ * VIEW-CHANGEs its peers sent meanwhile and joins their view change. The
+ * timer that a quorum of them starts must run from the end of the pause:
+ * from the stale time of the last tick it would already have expired, and
+ * the replica would leave at its next tick the view the others install.
+ */
+static void pbft_pause_restarts_timers(void **state)
+{
+    struct tc *t = tc_new(7, 2, 4, 100, 100000);
+    struct pbft_view_change *vc[5];
+    const uint32_t from[5] = {0, 1, 3, 4, 5};
+
+    (void)state;
+    for (size_t k = 0; k < 5; k++)
+        vc[k] = mkvc(t, from[k], 1, NULL, 0);
+    /* Without pbft_pause(): the timer starts at 0 and expires at the first tick. */
+    assert_int_equal(pbft_tick(t->p[2], 0, &t->out), 0);
+    for (size_t k = 0; k < 5; k++)
+        assert_int_equal(step_vc(t, 2, vc[k]), 0);
+    assert_int_equal(pbft_view(t->p[2]), 1);
+    assert_int_equal(pbft_tick(t->p[2], 5000, &t->out), 0);
+    assert_int_equal(pbft_view(t->p[2]), 2);
+
+    /* With it: the timer runs from 5000, and the replica waits for the NEW-VIEW. */
+    assert_int_equal(pbft_tick(t->p[6], 0, &t->out), 0);
+    assert_int_equal(pbft_pause(t->p[6], 5000), 0);
+    for (size_t k = 0; k < 5; k++)
+        assert_int_equal(step_vc(t, 6, vc[k]), 0);
+    assert_int_equal(pbft_view(t->p[6]), 1);
+    assert_int_equal(pbft_tick(t->p[6], 5001, &t->out), 0);
+    assert_int_equal(pbft_tick(t->p[6], 5099, &t->out), 0);
+    assert_int_equal(pbft_view(t->p[6]), 1);
+    /* The timer still works: with no NEW-VIEW it expires in turn (back-off doubled it to 200 ms). */
+    assert_int_equal(pbft_tick(t->p[6], 5200, &t->out), 0);
+    assert_int_equal(pbft_view(t->p[6]), 2);
+
+    /* A running request timer restarts too; the clock never goes back. */
+    pbft_set_pending(t->p[3], true);
+    assert_int_equal(pbft_tick(t->p[3], 0, &t->out), 0);
+    assert_int_equal(pbft_pause(t->p[3], 3000), 0);
+    assert_int_equal(pbft_tick(t->p[3], 3099, &t->out), 0);
+    assert_int_equal(pbft_view(t->p[3]), 0);
+    assert_int_equal(pbft_tick(t->p[3], 3100, &t->out), 0);
+    assert_int_equal(pbft_view(t->p[3]), 1);
+    assert_int_equal(pbft_pause(t->p[3], 2999), -BEX_EINVAL);
+    assert_int_equal(pbft_pause(NULL, 1), -BEX_EINVAL);
+    for (size_t k = 0; k < 5; k++)
+        free(vc[k]);
+    tc_free(t);
+}
+
 /* ---------------------------------------------------------------- catching up */
 
 static void pbft_state_transfer_when_behind(void **state)
@@ -1853,6 +1905,7 @@ int main(void)
         cmocka_unit_test(pbft_new_view_validation_rules),
         cmocka_unit_test(pbft_new_view_takes_the_highest_view_certificate),
         cmocka_unit_test(pbft_view_change_joins_f_plus_1_higher),
+        cmocka_unit_test(pbft_pause_restarts_timers),
         cmocka_unit_test(pbft_state_transfer_when_behind),
         cmocka_unit_test(pbft_gap_below_a_commit_is_fetched),
         cmocka_unit_test(pbft_resend_is_answered_once_per_period),
