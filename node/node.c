@@ -1528,7 +1528,8 @@ static void counter_catch_up(struct metrics_family *f, size_t i, uint64_t total)
 /*
  * Copies the engine's drop counters and the links dropped by reason (over
  * every peer and the not-yet-identified inbound links) into /metrics: how
- * an operator, and the byzantine tests, see what faulty peers sent.
+ * an operator, and the byzantine tests, see what faulty peers sent. The
+ * persister's counts too: how well the disk keeps up.
  */
 static void refresh_fault_metrics(struct node *n)
 {
@@ -1538,9 +1539,14 @@ static void refresh_fault_metrics(struct node *n)
                               ps->dropped_window,        ps->dropped_conflict,    ps->dropped_bad_view_change,
                               ps->dropped_bad_new_view,  ps->duplicates};
     struct p2p_stats st;
+    uint64_t commits, batches;
 
     for (size_t i = 0; i < BEX_ARRAY_LEN(drops); i++)
         counter_catch_up(n->m.pbft_dropped, i, drops[i]);
+    persist_counts(n->persist, &commits, &batches);
+    counter_catch_up(n->m.store_commits, 0, commits);
+    counter_catch_up(n->m.store_batches, 0, batches);
+    metrics_gauge_set(n->m.sends_held, 0, (double)n->sends_n);
     p2p_stats(&n->p2p, &st);
     for (size_t r = 0; r < P2P_REASON_COUNT; r++) {
         uint64_t total = st.unknown.disconnects[r];
@@ -1732,6 +1738,16 @@ static int open_metrics(struct node *n)
         {&n->m.p2p_disconnects,
          {METRICS_COUNTER, "bex_p2p_disconnects_total", "Peer links dropped, by reason.", "reason", links,
           BEX_ARRAY_LEN(links), NULL, 0}},
+        {&n->m.store_commits,
+         {METRICS_COUNTER, "bex_store_commits_total",
+          "Write transactions of the persister, each one fdatasync for the batches it carried.", NULL, NULL, 0,
+          NULL, 0}},
+        {&n->m.store_batches,
+         {METRICS_COUNTER, "bex_store_batches_total", "Batches of votes or blocks made durable by the persister.",
+          NULL, NULL, 0, NULL, 0}},
+        {&n->m.sends_held,
+         {METRICS_GAUGE, "bex_consensus_sends_held", "Consensus messages waiting for their votes to be durable.",
+          NULL, NULL, 0, NULL, 0}},
     };
     int rc;
 

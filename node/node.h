@@ -1,7 +1,8 @@
 /*
  * node.h: bexd, one agency's node: the PBFT engine, the ledger (store +
  * contracts), the mempool, the p2p links and the RPC joined on one libuv
- * loop. Everything here runs on the loop thread.
+ * loop. Everything here runs on the loop thread but the persister's writer
+ * (persist.h), which commits the votes and blocks the loop queues.
  *
  * Flow of a transaction: RPC tx.submit -> txcheck (signatures verified once,
  * cached by tx id) -> mempool -> gossip to every peer. The primary cuts a
@@ -9,11 +10,14 @@
  * its PRE-PREPARE, and the engine orders its digest. A backup feeds a
  * PRE-PREPARE to the engine only once it holds a valid proposal with that
  * digest (every tx's signatures checked), so an honest replica never
- * prepares what it cannot execute. Committed digests are applied in height
- * order by the ledger in one LMDB transaction with their certificate; then
- * the mempool drops what committed, tx.wait callers are answered and the
- * owner release service answers ACCESS, VERIFY and grant activations that
- * concern this node's agency.
+ * prepares what it cannot execute. Committed digests are executed in height
+ * order by the ledger, one block at a time; the persister writes each block
+ * with its certificate in one LMDB transaction, together with the votes
+ * queued meanwhile (group commit), and a consensus message leaves only once
+ * the votes of its engine call are durable. Once a block is durable the
+ * mempool drops what committed, tx.wait callers are answered and the owner
+ * release service answers ACCESS, VERIFY and grant activations that concern
+ * this node's agency.
  *
  * A node that is behind (the engine asks for state transfer, or a peer's
  * HELLO shows a higher height) fetches blocks with their certificates from
@@ -87,6 +91,8 @@ struct node_metrics {
         *bytes_in, *bytes_out, *rejected, *commit_latency, *blocks;
     /* Misbehaviour seen from peers: refused proposals, engine drops, dropped links (by reason). */
     struct metrics_family *proposals_refused, *pbft_dropped, *p2p_disconnects;
+    /* The persister: commits (one fdatasync each), batches they carried, sends waiting for them. */
+    struct metrics_family *store_commits, *store_batches, *sends_held;
 };
 
 struct node {

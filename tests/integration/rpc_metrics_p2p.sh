@@ -2,7 +2,9 @@
 # GET /metrics reports the node's peer-to-peer traffic: bex_p2p_bytes_in and
 # bex_p2p_bytes_out reach at least the sums of bytes_in and bytes_out that
 # the peers RPC lists (read just before; the node refreshes the gauges every
-# tick, so the test polls briefly), and they grow with traffic.
+# tick, so the test polls briefly), and they grow with traffic. It also
+# reports the persister: every block is one batch of it, so its batches are
+# at least the height, and at least its commits.
 . "$(dirname "$0")/lib.sh"
 
 it_setup rpc_metrics_p2p
@@ -38,4 +40,20 @@ first_out=$bout
 it_load 0 50 --wait --timeout 20 >"$IT_DIR/load2.out" 2>&1 || it_die "bexload: $(cat "$IT_DIR/load2.out")"
 it_wait 5 "the gauges grow with traffic" metrics_reach $((first_in + 1)) $((first_out + 1))
 it_log "after 50 more txs: in $bin, out $bout"
+
+# Succeeds once the persister's counters account for every block (refreshed every second).
+store_counts() {
+    m=$(curl -sS "$U/metrics")
+    commits=$(printf '%s\n' "$m" | sed -n 's/^bex_store_commits_total //p')
+    batches=$(printf '%s\n' "$m" | sed -n 's/^bex_store_batches_total //p')
+    height=$(printf '%s\n' "$m" | sed -n 's/^bex_height //p')
+    held=$(printf '%s\n' "$m" | sed -n 's/^bex_consensus_sends_held //p')
+    commits=${commits%.*}
+    batches=${batches%.*}
+    height=${height%.*}
+    [ -n "$held" ] && [ "${height:-0}" -ge 1 ] && [ "${commits:-0}" -ge 1 ] &&
+        [ "${batches:-0}" -ge "$height" ] && [ "$batches" -ge "$commits" ]
+}
+it_wait 5 "bex_store_batches_total >= bex_height and >= bex_store_commits_total >= 1" store_counts
+it_log "persister: $commits commits carried $batches batches (height $height, $held sends held)"
 it_done
