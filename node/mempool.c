@@ -331,6 +331,56 @@ static void entry_remove(struct mempool *mp, struct entry *e)
         sender_destroy(mp, s);
 }
 
+/*
+ * The sender with the most pending txs whose highest nonce is in no
+ * proposal (on a tie, the first by name: the same on every run), or NULL.
+ */
+static struct sender *largest_evictable(struct mempool *mp)
+{
+    struct sender *best = NULL;
+
+    for (size_t i = 0; i < mp->cfg.senders_max; i++) {
+        struct sender *s = &mp->senders[i];
+
+        if (!s->used || s->tail == NULL || s->tail->tx.proposed_height != 0)
+            continue;
+        if (best == NULL || s->count > best->count || (s->count == best->count && strcmp(s->name, best->name) < 0))
+            best = s;
+    }
+    return best;
+}
+
+/*
+ * Makes room for the next tx of sender (nonce committed last + 1) in a full
+ * pool: without it none of the sender's later txs can be proposed, and a
+ * pool full of them would keep it out for good (a gossiped tx lost to a
+ * full pool leaves such a gap). The txs dropped are the furthest from
+ * execution: the highest nonces, of this sender while it is at its own
+ * limits, then of the sender with the most pending. Txs in a proposal are
+ * never dropped. The sender may be destroyed: the caller looks it up again.
+ */
+static void make_room(struct mempool *mp, const char *sender, size_t tx_len)
+{
+    struct sender *s = sender_find(mp, sender);
+    size_t n = 0;
+
+    while (s != NULL && s->tail != NULL && s->tail->tx.proposed_height == 0 &&
+           (s->count >= mp->cfg.sender_count_max || tx_len > mp->cfg.sender_bytes_max - s->bytes)) {
+        entry_remove(mp, s->tail);
+        n++;
+        s = sender_find(mp, sender);
+    }
+    while (mp->count >= mp->cfg.count_max || tx_len > mp->cfg.bytes_max - mp->bytes) {
+        struct sender *big = largest_evictable(mp);
+
+        if (big == NULL)
+            break;
+        entry_remove(mp, big->tail);
+        n++;
+    }
+    mp->stats.evicted_room += n;
+}
+
 /* Writes a refusal's reason (when wanted), counts it and returns rc. */
 BEX_PRINTF(5, 6)
 static int refuse(char *reason, size_t reason_len, int rc, uint64_t *counter, const char *fmt, ...)
@@ -384,10 +434,16 @@ int mempool_add(struct mempool *mp, char *reason, size_t reason_len, const uint8
         if (prev != NULL && prev->tx.nonce == nonce)
             return refuse(reason, reason_len, -BEX_ENONCE, &st->rejected_nonce, "nonce %llu already pending",
                           (unsigned long long)nonce);
-        if (s->count >= mp->cfg.sender_count_max)
-            return refuse(reason, reason_len, -BEX_EFULL, &st->rejected_full_sender,
-                          "sender %s has %zu txs pending, the most allowed", sender, s->count);
     }
+    if (nonce == last + 1) {
+        /* The sender's next tx comes first in its list (prev stays NULL): see make_room(). */
+        BEX_ASSERT(prev == NULL);
+        make_room(mp, sender, tx_len);
+        s = sender_find(mp, sender);
+    }
+    if (s != NULL && s->count >= mp->cfg.sender_count_max)
+        return refuse(reason, reason_len, -BEX_EFULL, &st->rejected_full_sender,
+                      "sender %s has %zu txs pending, the most allowed", sender, s->count);
     if (tx_len > mp->cfg.sender_bytes_max - (s != NULL ? s->bytes : 0))
         return refuse(reason, reason_len, -BEX_EFULL, &st->rejected_full_sender,
                       "sender %s would exceed %zu pending bytes", sender, mp->cfg.sender_bytes_max);
@@ -640,6 +696,41 @@ size_t mempool_count(const struct mempool *mp)
 bool mempool_full(const struct mempool *mp, size_t tx_len)
 {
     return mp->count >= mp->cfg.count_max || tx_len > mp->cfg.bytes_max - mp->bytes;
+}
+
+bool mempool_crowded(const struct mempool *mp, size_t tx_len)
+{
+    return mempool_full(mp, tx_len) || mp->count >= mp->cfg.sender_count_max ||
+           tx_len > mp->cfg.sender_bytes_max - (mp->bytes < mp->cfg.sender_bytes_max ? mp->bytes
+                                                                                    : mp->cfg.sender_bytes_max);
+}
+
+bool mempool_may_admit(const struct mempool *mp, const char *sender, uint64_t nonce, size_t tx_len)
+{
+    const struct sender *s = sender_find(mp, sender);
+
+    if (s == NULL || nonce == s->last + 1)
+        return true;
+    return !mempool_full(mp, tx_len) && s->count < mp->cfg.sender_count_max &&
+           tx_len <= mp->cfg.sender_bytes_max - s->bytes;
+}
+
+size_t mempool_stuck_heads(const struct mempool *mp, const struct mempool_tx **out, size_t max, uint64_t now_ms,
+                           uint64_t age_ms)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < mp->cfg.senders_max && n < max; i++) {
+        const struct sender *s = &mp->senders[i];
+        const struct entry *e = s->head;
+
+        if (!s->used || e == NULL || e->tx.nonce != s->last + 1 || e->tx.proposed_height != 0)
+            continue;
+        if (age_at(e, now_ms) >= age_ms)
+            out[n++] = &e->tx;
+    }
+    BEX_ASSERT(n <= max);
+    return n;
 }
 
 size_t mempool_bytes(const struct mempool *mp)

@@ -90,6 +90,7 @@ struct mempool_stats {
     uint64_t evicted_stale;         /* nonce used by another committed tx */
     uint64_t evicted_ttl;
     uint64_t selected;              /* txs returned by mempool_select */
+    uint64_t evicted_room;          /* highest nonces dropped to admit a sender's next tx (mempool_add) */
 };
 
 struct mempool;
@@ -191,10 +192,35 @@ size_t mempool_count(const struct mempool *mp);
 
 /*
  * Whether the pool would refuse any tx of tx_len bytes for its size alone
- * (count_max txs, or not tx_len bytes left), whoever sent it: a node checks
- * this before it spends a signature verification on a tx it cannot keep.
+ * (count_max txs, or not tx_len bytes left).
  */
 bool mempool_full(const struct mempool *mp, size_t tx_len);
+
+/*
+ * Whether some sender's tx of tx_len bytes could be refused for size: the
+ * pool is full, or holds as many txs or bytes as one sender may. When not,
+ * mempool_may_admit() is true for every tx (cheap: no decoding needed).
+ */
+bool mempool_crowded(const struct mempool *mp, size_t tx_len);
+
+/*
+ * Whether mempool_add() may keep a tx of sender with this nonce and size:
+ * false when the pool, or the sender's share of it, is full and the tx is
+ * not the sender's next (committed last + 1), which makes room (see
+ * mempool_add()). A sender with nothing pending is left to mempool_add().
+ * A node asks before it spends a signature verification on a tx.
+ */
+bool mempool_may_admit(const struct mempool *mp, const char *sender, uint64_t nonce, size_t tx_len);
+
+/*
+ * Fills out with up to max pending txs that are their sender's next (nonce
+ * committed last + 1), in no proposal, and pending for at least age_ms:
+ * the txs that hold every later tx of their sender back. A node relays
+ * them again, in case the primary lost them to a full pool. Returns how
+ * many; the pointers are borrowed as struct mempool_tx says.
+ */
+size_t mempool_stuck_heads(const struct mempool *mp, const struct mempool_tx **out, size_t max, uint64_t now_ms,
+                           uint64_t age_ms);
 
 /* The highest nonce of sender's pending txs, or 0 when none is pending. */
 uint64_t mempool_sender_top(const struct mempool *mp, const char *sender);

@@ -21,6 +21,8 @@
 #define FETCH_RETRY_MS 500
 #define PROPOSAL_RETRY_MS 300
 #define MEMPOOL_TTL_MS (10u * 60 * 1000)
+#define RELAY_STUCK_MS 2000 /* a sender's next tx waiting this long in no proposal is relayed again */
+#define RELAY_STUCK_MAX 64  /* such relays per HELLO round */
 #define NODE_VERSION "bex/0.1"
 
 /* Labels of bex_proposals_refused_total. */
@@ -1309,12 +1311,36 @@ static void on_vote(struct node *n, uint32_t peer, const struct pbft_msg *m)
     do_actions(n);
 }
 
+/*
+ * Whether the pool may keep this tx (mempool_may_admit()), judged from the
+ * sender and nonce of its body before its signatures are checked: under
+ * overload, a tx the pool would refuse costs no verification. Bytes that do
+ * not decode are left to txcheck, which says what is wrong with them.
+ */
+static bool pool_may_admit(struct node *n, const uint8_t *tx, size_t len)
+{
+    Bex__TxBody *body = NULL;
+    Bex__Tx *t;
+    bool ok = true;
+
+    if (!mempool_crowded(n->mempool, len))
+        return true;
+    if ((t = bex__tx__unpack(NULL, len, tx)) == NULL)
+        return true;
+    if ((body = bex__tx_body__unpack(NULL, t->body.len, t->body.data)) != NULL) {
+        ok = mempool_may_admit(n->mempool, body->sender, body->nonce, len);
+        bex__tx_body__free_unpacked(body, NULL);
+    }
+    bex__tx__free_unpacked(t, NULL);
+    return ok;
+}
+
 static void on_tx(struct node *n, const uint8_t *bytes, size_t len)
 {
     struct txcheck_result res;
     char reason[128];
 
-    if (mempool_full(n->mempool, len)) {
+    if (!pool_may_admit(n, bytes, len)) {
         LOG_D("mempool: gossiped tx not added: pool full");
         return;
     }
@@ -1470,8 +1496,7 @@ int node_submit(struct node *n, uint8_t id[CRYPTO_HASH_BYTES], char *reason, siz
         snprintf(reason, reason_size, "the node's store refuses writes");
         return -BEX_ESTATE;
     }
-    /* Under overload, refused before its signatures cost anything (mempool_add() would refuse it after). */
-    if (mempool_full(n->mempool, len)) {
+    if (!pool_may_admit(n, tx, len)) {
         snprintf(reason, reason_size, "pool full: %zu txs, %zu bytes pending", mempool_count(n->mempool),
                  mempool_bytes(n->mempool));
         return -BEX_EFULL;
@@ -1583,6 +1608,21 @@ static void set_traffic_metrics(struct node *n)
     metrics_gauge_set(n->m.bytes_out, 0, (double)out);
 }
 
+/*
+ * Relays again every sender's next tx that has waited RELAY_STUCK_MS in no
+ * proposal: it holds back all the sender's later txs, and the primary may
+ * have lost it (a full pool refuses gossip; a restarted node starts empty).
+ * At most one tx per sender a round, so this costs next to nothing.
+ */
+static void relay_stuck(struct node *n, uint64_t now_ms)
+{
+    const struct mempool_tx *heads[RELAY_STUCK_MAX];
+    size_t count = mempool_stuck_heads(n->mempool, heads, RELAY_STUCK_MAX, now_ms, RELAY_STUCK_MS);
+
+    for (size_t i = 0; i < count; i++)
+        send_field(n, P2P_PEER_NONE, BEX__ENVELOPE__KIND_TX, heads[i]->bytes, heads[i]->len);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     struct node *n = t->data;
@@ -1617,6 +1657,7 @@ static void on_tick(uv_timer_t *t)
         n->last_hello_ms = now;
         send_hello(n, P2P_PEER_NONE);
         (void)mempool_evict_older_than(n->mempool, now, MEMPOOL_TTL_MS);
+        relay_stuck(n, now);
         prop_gc(n);
         refresh_fault_metrics(n);
         if (++n->sweeps % 5 == 0)
@@ -1923,8 +1964,17 @@ int node_open(struct node *n, uv_loop_t *loop, const char *config_path, char *er
     }
     mc.count_max = n->cfg.limits.mempool_txs;
     mc.bytes_max = n->cfg.limits.mempool_bytes;
-    mc.sender_count_max = mc.count_max;
-    mc.sender_bytes_max = mc.bytes_max;
+    /*
+     * Each agency gets an equal share of the pool. Every node then holds
+     * every agency's pending txs: a pool full of some agencies' txs would
+     * drop the others' gossip, and the primary could not propose past the gap.
+     */
+    mc.sender_count_max = mc.count_max / (n->gen.agencies_n > 0 ? n->gen.agencies_n : 1);
+    if (mc.sender_count_max == 0)
+        mc.sender_count_max = 1;
+    mc.sender_bytes_max = mc.bytes_max / (n->gen.agencies_n > 0 ? n->gen.agencies_n : 1);
+    if (mc.sender_bytes_max < n->cfg.limits.tx_bytes_max)
+        mc.sender_bytes_max = n->cfg.limits.tx_bytes_max;
     mc.senders_max = 1024;
     mc.hash_seed = tc.hash_seed ^ 0x9e3779b97f4a7c15ull;
     mc.last_nonce = last_nonce;

@@ -157,6 +157,55 @@ static void model_remove(struct world *w, unsigned k)
     memset(&w->tx[k], 0, sizeof(w->tx[k]));
 }
 
+/* The pending tx of sender s with the highest nonce, or -1. */
+static int model_tail(const struct world *w, unsigned s)
+{
+    int t = -1;
+
+    for (unsigned k = 0; k < IDS; k++) {
+        if (w->tx[k].used && w->tx[k].sender == s && (t < 0 || w->tx[k].nonce > w->tx[t].nonce))
+            t = (int)k;
+    }
+    return t;
+}
+
+/* What make_room() in mempool.c drops to admit the next tx of s: highest nonces, never marked ones. */
+static void model_make_room(struct world *w, unsigned s, size_t len)
+{
+    const struct mempool_config *cfg = w->cfg;
+
+    for (;;) {
+        int t = model_tail(w, s);
+
+        if (t < 0 || w->tx[t].height != 0 ||
+            (sender_count(w, s) < cfg->sender_count_max && len <= cfg->sender_bytes_max - sender_bytes(w, s)))
+            break;
+        model_remove(w, (unsigned)t);
+        w->stats.evicted_room++;
+    }
+    while (w->count >= cfg->count_max || len > cfg->bytes_max - w->bytes) {
+        int best = -1;
+        size_t best_count = 0;
+
+        for (unsigned k = 0; k < SENDERS; k++) {
+            int t = model_tail(w, k);
+            size_t n;
+
+            if (t < 0 || w->tx[t].height != 0)
+                continue;
+            n = sender_count(w, k);
+            if (best < 0 || n > best_count || (n == best_count && strcmp(names[k], names[best]) < 0)) {
+                best = (int)k;
+                best_count = n;
+            }
+        }
+        if (best < 0)
+            break;
+        model_remove(w, (unsigned)model_tail(w, (unsigned)best));
+        w->stats.evicted_room++;
+    }
+}
+
 static void op_add(struct world *w, struct mempool *mp, uint8_t a, uint8_t b, uint8_t c)
 {
     unsigned s = a % (SENDERS + 1);
@@ -180,11 +229,14 @@ static void op_add(struct world *w, struct mempool *mp, uint8_t a, uint8_t b, ui
     bool eexist = w->tx[k].used;
     bool eio = valid && !present && w->fail[s];
     bool enonce = valid && !eio && (nonce <= base || (present && find_nonce(w, s, nonce) >= 0));
+    /* The sender's next tx makes room first (mempool_add(): after every check above). */
+    if (valid && !einval && !eexist && !eio && !enonce && nonce == base + 1)
+        model_make_room(w, s, len);
     bool efull = w->count >= w->cfg->count_max || len > w->cfg->bytes_max - w->bytes;
     if (valid) {
-        efull = efull || (present && sender_count(w, s) >= w->cfg->sender_count_max) ||
+        efull = efull || (sender_count(w, s) > 0 && sender_count(w, s) >= w->cfg->sender_count_max) ||
                 len > w->cfg->sender_bytes_max - sender_bytes(w, s) ||
-                (!present && senders_present(w) >= w->cfg->senders_max);
+                (sender_count(w, s) == 0 && senders_present(w) >= w->cfg->senders_max);
     }
 
     int rc = mempool_add(mp, reason, sizeof(reason), id, names[s], nonce, data, len, at);
@@ -401,7 +453,7 @@ static void compare(const struct world *w, const struct mempool *mp)
     mempool_get_stats(mp, &st);
     FUZZ_CHECK(st.added == want->added && st.selected == want->selected);
     FUZZ_CHECK(st.committed == want->committed && st.evicted_stale == want->evicted_stale);
-    FUZZ_CHECK(st.evicted_ttl == want->evicted_ttl);
+    FUZZ_CHECK(st.evicted_ttl == want->evicted_ttl && st.evicted_room == want->evicted_room);
     FUZZ_CHECK(st.rejected_invalid == want->rejected_invalid && st.rejected_exist == want->rejected_exist);
     FUZZ_CHECK(st.rejected_nonce == want->rejected_nonce && st.rejected_state == want->rejected_state);
     FUZZ_CHECK(st.rejected_full_count + st.rejected_full_bytes + st.rejected_full_sender +

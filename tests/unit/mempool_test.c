@@ -214,7 +214,11 @@ static void mempool_full_by_count(void **state)
         assert_int_equal(add(mp, n % 2, n, 10), 0);
     }
     assert_true(mempool_full(mp, 1));
-    assert_int_equal(add(mp, 2, 1, 10), -BEX_EFULL);
+    /* A later nonce of a sender whose next is 1: refused (its next would make room, see below). */
+    assert_false(mempool_may_admit(mp, names[0], 10, 10));
+    /* A sender with nothing pending is left to mempool_add(), which knows its last nonce. */
+    assert_true(mempool_may_admit(mp, names[2], 2, 10));
+    assert_int_equal(add(mp, 2, 2, 10), -BEX_EFULL);
     assert_string_equal(reason, "pool full: 4 txs pending");
     /* Nothing was evicted to make room. */
     assert_int_equal(mempool_count(mp), 4);
@@ -238,14 +242,81 @@ static void mempool_full_by_bytes(void **state)
     assert_int_equal(add(mp, 0, 1, 600), 0);
     assert_true(mempool_full(mp, 401));
     assert_false(mempool_full(mp, 400));
-    assert_int_equal(add(mp, 1, 1, 401), -BEX_EFULL);
+    assert_int_equal(add(mp, 1, 2, 401), -BEX_EFULL);
     assert_string_equal(reason, "pool full: 600 of 1000 bytes pending");
     assert_int_equal(add(mp, 1, 1, 400), 0);
     assert_int_equal(mempool_bytes(mp), 1000);
     assert_true(mempool_full(mp, 1));
-    assert_int_equal(add(mp, 2, 1, 1), -BEX_EFULL);
+    assert_int_equal(add(mp, 2, 2, 1), -BEX_EFULL);
     mempool_get_stats(mp, &st);
     assert_int_equal(st.rejected_full_bytes, 2);
+    check(mp);
+    mempool_free(mp);
+}
+
+/*
+ * A full pool still admits a sender's next tx (nonce last + 1): without it
+ * none of the sender's later txs could ever be proposed. Room is made by
+ * dropping the highest nonces, of the sender with the most pending (txs in
+ * a proposal are kept), or of the same sender when it is at its own cap.
+ */
+static void mempool_next_tx_makes_room(void **state)
+{
+    (void)state;
+    struct mempool_config cfg = config();
+    cfg.count_max = 6;
+    cfg.sender_count_max = 4;
+    struct mempool *mp = pool(&cfg);
+    const struct mempool_tx *heads[8], *out[8];
+    struct mempool_stats st;
+
+    /* Sender 0 holds nonces 2..5 (its 1 was lost: a gap), sender 1 holds 1..2. */
+    assert_false(mempool_crowded(mp, 10));
+    for (uint64_t n = 2; n <= 5; n++)
+        assert_int_equal(add_at(mp, 0, n, 10, 0, 100), 0);
+    /* Not full, but sender 0 is at its share: its later nonces are refused before any check. */
+    assert_false(mempool_full(mp, 10));
+    assert_true(mempool_crowded(mp, 10));
+    assert_false(mempool_may_admit(mp, names[0], 6, 10));
+    assert_true(mempool_may_admit(mp, names[1], 3, 10));
+    assert_int_equal(add_at(mp, 0, 6, 10, 0, 100), -BEX_EFULL);
+    assert_int_equal(add_at(mp, 1, 1, 10, 0, 100), 0);
+    assert_int_equal(add_at(mp, 1, 2, 10, 0, 100), 0);
+    assert_true(mempool_full(mp, 10));
+    assert_int_equal(mempool_select(mp, out, 8, SIZE_MAX, 0), 2); /* only sender 1's; 0 waits for nonce 1 */
+
+    /* Sender 0's next fills the gap: its own nonce 5 goes (at its cap of 4, and the largest sender). */
+    assert_true(mempool_may_admit(mp, names[0], 1, 10));
+    assert_false(mempool_may_admit(mp, names[0], 6, 10));
+    assert_int_equal(add_at(mp, 0, 1, 10, 0, 200), 0);
+    assert_non_null(get(mp, 0, 1, 0));
+    assert_null(get(mp, 0, 5, 0));
+    assert_int_equal(mempool_count(mp), 6);
+    assert_int_equal(mempool_select(mp, out, 8, SIZE_MAX, 0), 6);
+    check(mp);
+
+    /* A new sender's first tx: the largest sender (0, with 4) loses its highest nonce, 4. */
+    assert_int_equal(add_at(mp, 2, 1, 10, 0, 300), 0);
+    assert_null(get(mp, 0, 4, 0));
+    assert_non_null(get(mp, 0, 3, 0));
+    assert_int_equal(mempool_count(mp), 6);
+
+    /* Txs in a proposal are never dropped: with everything marked, the next tx is refused. */
+    assert_int_equal(mempool_select(mp, out, 8, SIZE_MAX, 7), 6);
+    assert_int_equal(add_at(mp, 3, 1, 10, 0, 400), -BEX_EFULL);
+    mempool_get_stats(mp, &st);
+    assert_int_equal(st.evicted_room, 2);
+
+    /* The stuck heads: each sender's next tx, in no proposal, pending long enough. */
+    mempool_unmark(mp, 1);
+    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1000, 900), 1); /* sender 1's nonce 1, added at 100 */
+    assert_string_equal(heads[0]->sender, names[1]);
+    assert_int_equal(heads[0]->nonce, 1);
+    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1000, 750), 2); /* and sender 0's, at 200 */
+    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1000, 0), 3);
+    assert_int_equal(mempool_stuck_heads(mp, heads, 1, 1000, 0), 1);
+    assert_int_equal(mempool_select(mp, out, 1, SIZE_MAX, 9), 1);
+    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1000, 0), 2);
     check(mp);
     mempool_free(mp);
 }
@@ -604,8 +675,66 @@ static void model_sender(const struct model *m, int s, size_t *count, size_t *by
     }
 }
 
-/* The code mempool_add must return, following the order its header documents. */
-static int model_expect_add(const struct model *m, const struct mempool_config *cfg, const uint8_t *id, int s,
+/* The index of the highest nonce of sender s in the model, or -1. */
+static long model_tail(const struct model *m, int s)
+{
+    long t = -1;
+
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->tx[i].s == s && (t < 0 || m->tx[i].nonce > m->tx[t].nonce))
+            t = (long)i;
+    }
+    return t;
+}
+
+/* What make_room() in mempool.c drops to admit the next tx of s. */
+static void model_make_room(struct model *m, const struct mempool_config *cfg, int s, size_t len)
+{
+    size_t count, bytes;
+
+    for (;;) {
+        long t = model_tail(m, s);
+
+        model_sender(m, s, &count, &bytes);
+        if (t < 0 || m->tx[t].mark != 0 || (count < cfg->sender_count_max && len <= cfg->sender_bytes_max - bytes))
+            break;
+        model_remove(m, (size_t)t);
+    }
+    for (;;) {
+        int best = -1;
+        size_t best_count = 0;
+
+        count = 0;
+        bytes = 0;
+        for (size_t i = 0; i < m->n; i++) {
+            count++;
+            bytes += m->tx[i].len;
+        }
+        if (count < cfg->count_max && len <= cfg->bytes_max - bytes)
+            break;
+        for (int k = 0; k < NSENDERS; k++) {
+            long t = model_tail(m, k);
+            size_t c, b;
+
+            if (t < 0 || m->tx[t].mark != 0)
+                continue;
+            model_sender(m, k, &c, &b);
+            if (best < 0 || c > best_count || (c == best_count && strcmp(names[k], names[best]) < 0)) {
+                best = k;
+                best_count = c;
+            }
+        }
+        if (best < 0)
+            break;
+        model_remove(m, (size_t)model_tail(m, best));
+    }
+}
+
+/*
+ * The code mempool_add must return, following the order its header
+ * documents; a sender's next tx first makes room as make_room() does.
+ */
+static int model_expect_add(struct model *m, const struct mempool_config *cfg, const uint8_t *id, int s,
                             uint64_t nonce, size_t len)
 {
     size_t count = 0, bytes = 0, senders = 0, s_count, s_bytes;
@@ -621,8 +750,22 @@ static int model_expect_add(const struct model *m, const struct mempool_config *
     }
     if (nonce <= state_last[s])
         return -BEX_ENONCE;
-    if (model_find_nonce((struct model *)m, s, nonce) != NULL)
+    if (model_find_nonce(m, s, nonce) != NULL)
         return -BEX_ENONCE;
+    if (nonce == state_last[s] + 1) {
+        model_make_room(m, cfg, s, len);
+        count = 0;
+        bytes = 0;
+        senders = 0;
+        for (size_t i = 0; i < m->n; i++) {
+            count++;
+            bytes += m->tx[i].len;
+        }
+        for (int k = 0; k < NSENDERS; k++) {
+            model_sender(m, k, &s_count, &s_bytes);
+            senders += s_count > 0;
+        }
+    }
     model_sender(m, s, &s_count, &s_bytes);
     if (s_count >= cfg->sender_count_max || len > cfg->sender_bytes_max - s_bytes)
         return -BEX_EFULL;
@@ -942,6 +1085,7 @@ int main(void)
         cmocka_unit_test_setup(mempool_same_sender_nonce_conflicts, reset),
         cmocka_unit_test_setup(mempool_full_by_count, reset),
         cmocka_unit_test_setup(mempool_full_by_bytes, reset),
+        cmocka_unit_test_setup(mempool_next_tx_makes_room, reset),
         cmocka_unit_test_setup(mempool_sender_caps, reset),
         cmocka_unit_test_setup(mempool_select_follows_nonce_order, reset),
         cmocka_unit_test_setup(mempool_select_stops_at_gaps, reset),
