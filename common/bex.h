@@ -1,6 +1,6 @@
 /*
- * bex.h: what every module of bex shares: the error table, assertions and
- * a few attribute macros. Nothing here allocates or touches the outside world,
+ * bex.h: what every module of bex shares: the error table, assertions, a
+ * few attribute macros and the big-endian integers of the wire and the store. Nothing here allocates or touches the outside world,
  * so consensus/ and contracts/ may include it.
  */
 #ifndef BEX_H
@@ -69,5 +69,34 @@ void bex_assert_fail(const char *expr, const char *file, int line) __attribute__
 #endif
 
 #define BEX_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Big-endian integers, as the wire frames and the store's keys hold them. */
+static inline void bex_be32_put(uint8_t b[4], uint32_t v)
+{
+    b[0] = (uint8_t)(v >> 24);
+    b[1] = (uint8_t)(v >> 16);
+    b[2] = (uint8_t)(v >> 8);
+    b[3] = (uint8_t)v;
+}
+
+static inline uint32_t bex_be32_get(const uint8_t b[4])
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+static inline void bex_be64_put(uint8_t b[8], uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        b[i] = (uint8_t)v;
+}
+
+static inline uint64_t bex_be64_get(const uint8_t b[8])
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
 
 #endif

@@ -62,21 +62,6 @@ static int vec_reserve(struct vec *v, size_t n, size_t elem)
     return 0;
 }
 
-static void be64_put(uint8_t *b, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        b[i] = (uint8_t)v;
-}
-
-static uint64_t be64_get(const uint8_t *b)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | b[i];
-    return v;
-}
-
 /* ------------------------------------------------------ the store view */
 
 static int view_get(void *user, const char *key, size_t key_len, const uint8_t **val, size_t *val_len)
@@ -173,7 +158,7 @@ static void chain_hash(uint8_t out[LEDGER_HASH_BYTES], const uint8_t prev[LEDGER
     struct crypto_sha256_ctx c;
     uint8_t h[8];
 
-    be64_put(h, height);
+    bex_be64_put(h, height);
     crypto_sha256_init(&c);
     crypto_sha256_update(&c, prev, LEDGER_HASH_BYTES);
     crypto_sha256_update(&c, h, sizeof h);
@@ -223,7 +208,7 @@ static int build_block(struct ledger *l, const struct exec_output *o, const uint
         h_arr[i].index = o->history[i].tx_index;
         memcpy(h_arr[i].tx_id, o->history[i].tx_id, STORE_TXID_BYTES);
     }
-    be64_put(tbuf, o->time_ms);
+    bex_be64_put(tbuf, o->time_ms);
     meta[0] = (struct store_meta){(const uint8_t *)META_TIME, strlen(META_TIME), tbuf, sizeof l->block_time};
     if (extra_len == 1)
         meta[1] = extra[0];
@@ -419,7 +404,7 @@ static int load_head(struct ledger *l, const uint8_t ghash[LEDGER_HASH_BYTES], c
         snprintf(err, err_size, "ledger: the store has no block time");
         return rc ? rc : -BEX_ECORRUPT;
     }
-    l->time_ms = be64_get(v);
+    l->time_ms = bex_be64_get(v);
     if ((rc = store_get_height(r, &l->height)) != 0 || (rc = store_get_root(r, l->root)) != 0 ||
         (rc = store_get_hash(r, l->hash)) != 0) {
         snprintf(err, err_size, "ledger: cannot read the head: %s", bex_strerror(rc));
@@ -799,7 +784,7 @@ int ledger_last_nonce(struct ledger *l, uint64_t *nonce, const char *agency)
     if (rc == 0 && n != 8)
         rc = -BEX_ECORRUPT;
     if (rc == 0)
-        *nonce = be64_get(v);
+        *nonce = bex_be64_get(v);
     store_read_end(own);
     return rc == -BEX_ENOTFOUND ? 0 : rc;
 }

@@ -63,14 +63,6 @@ static void rnd_bytes(uint8_t *out, size_t len)
         out[i] = (uint8_t)(rnd() >> 32);
 }
 
-static void put_be32(uint8_t b[4], uint32_t v)
-{
-    b[0] = (uint8_t)(v >> 24);
-    b[1] = (uint8_t)(v >> 16);
-    b[2] = (uint8_t)(v >> 8);
-    b[3] = (uint8_t)v;
-}
-
 /* Whether peer k is addressed by a send to `to` (a peer, or P2P_PEER_NONE for all). */
 static bool addressed(const struct node *n, uint32_t to, uint32_t k)
 {
@@ -287,7 +279,7 @@ static void bad_frame(struct node *n)
     switch (byz.bad_step++ % 4) {
     case 0:
         /* A header announcing a frame above the limit (bit 31 clear: an application frame). */
-        put_be32(buf, (n->cfg.limits.frame_bytes_max + 1 + (uint32_t)(rnd() % 4096)) & 0x7fffffffu);
+        bex_be32_put(buf, (n->cfg.limits.frame_bytes_max + 1 + (uint32_t)(rnd() % 4096)) & 0x7fffffffu);
         rc = p2p_send_raw(&n->p2p, peer, buf, 64);
         break;
     case 1:

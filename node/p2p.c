@@ -155,19 +155,6 @@ static void plog(struct p2p *p, int level, const char *fmt, ...)
         fprintf(stderr, "%s\n", msg);
 }
 
-static void put_be32(uint8_t *b, uint32_t v)
-{
-    b[0] = (uint8_t)(v >> 24);
-    b[1] = (uint8_t)(v >> 16);
-    b[2] = (uint8_t)(v >> 8);
-    b[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *b)
-{
-    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
-}
-
 /* xorshift64*: jitter only, never security. */
 static uint64_t rng_next(struct p2p *p)
 {
@@ -671,7 +658,7 @@ static int conn_send_ctrl(struct p2p_conn *c, const uint8_t *body, size_t len)
     int rc;
 
     BEX_ASSERT(len > 0 && len <= P2P_CTRL_BYTES_MAX);
-    put_be32(buf, CTRL_BIT | (uint32_t)len);
+    bex_be32_put(buf, CTRL_BIT | (uint32_t)len);
     memcpy(buf + P2P_FRAME_HEADER_BYTES, body, len);
     rc = conn_put(c, buf, P2P_FRAME_HEADER_BYTES + len);
     if (rc != 0) {
@@ -706,7 +693,7 @@ static int conn_send_frame(struct p2p_conn *c, const uint8_t *bytes, size_t len)
                    queued, len, p->cfg.send_queue_bytes_max);
         return -BEX_EFULL;
     }
-    put_be32(hdr, (uint32_t)len);
+    bex_be32_put(hdr, (uint32_t)len);
     rc = conn_put(c, hdr, sizeof(hdr));
     if (rc == 0)
         rc = conn_put(c, bytes, len);
@@ -850,7 +837,7 @@ static void conn_deliver(struct p2p_conn *c, const uint8_t *bytes, size_t len)
 static int conn_check_header(struct p2p_conn *c)
 {
     struct p2p *p = c->p;
-    uint32_t v = get_be32(c->hdr);
+    uint32_t v = bex_be32_get(c->hdr);
 
     c->rx_ctrl = (v & CTRL_BIT) != 0;
     c->rx_len = v & ~CTRL_BIT;

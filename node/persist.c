@@ -55,19 +55,6 @@ uint32_t persist_batch_ops(const struct persist_batch *b)
     return b == NULL ? 0 : b->ops;
 }
 
-static void be32_put(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t be32_get(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 static int add_op(struct persist_batch *b, uint8_t op, const uint8_t *a, size_t a_len, const uint8_t *c,
                   size_t c_len)
 {
@@ -92,12 +79,12 @@ static int add_op(struct persist_batch *b, uint8_t op, const uint8_t *a, size_t 
         b->cap = cap;
     }
     b->buf[b->len++] = op;
-    be32_put(b->buf + b->len, (uint32_t)a_len);
+    bex_be32_put(b->buf + b->len, (uint32_t)a_len);
     b->len += 4;
     if (a_len > 0)
         memcpy(b->buf + b->len, a, a_len);
     b->len += a_len;
-    be32_put(b->buf + b->len, (uint32_t)c_len);
+    bex_be32_put(b->buf + b->len, (uint32_t)c_len);
     b->len += 4;
     if (c_len > 0)
         memcpy(b->buf + b->len, c, c_len);
@@ -133,8 +120,7 @@ int persist_batch_checkpoint(struct persist_batch *b, uint64_t seq, const uint8_
 
     if (digest == NULL)
         return -BEX_EINVAL;
-    for (int i = 0; i < 8; i++)
-        s[i] = (uint8_t)(seq >> (56 - 8 * i));
+    bex_be64_put(s, seq);
     return add_op(b, OP_CHECKPOINT, s, sizeof s, digest, STORE_HASH_BYTES);
 }
 
@@ -156,13 +142,12 @@ static int apply_batch(struct store_batch *sb, const struct persist_batch *b)
         uint8_t op = b->buf[off];
         const uint8_t *a, *c;
         uint32_t a_len, c_len;
-        uint64_t seq = 0;
 
         BEX_ASSERT(off + 5 <= b->len);
-        a_len = be32_get(b->buf + off + 1);
+        a_len = bex_be32_get(b->buf + off + 1);
         a = b->buf + off + 5;
         BEX_ASSERT(off + 5 + (size_t)a_len + 4 <= b->len);
-        c_len = be32_get(a + a_len);
+        c_len = bex_be32_get(a + a_len);
         c = a + a_len + 4;
         off += 1 + 4 + (size_t)a_len + 4 + c_len;
         BEX_ASSERT(off <= b->len);
@@ -183,9 +168,7 @@ static int apply_batch(struct store_batch *sb, const struct persist_batch *b)
         }
         case OP_CHECKPOINT:
             BEX_ASSERT(a_len == 8 && c_len == STORE_HASH_BYTES);
-            for (int i = 0; i < 8; i++)
-                seq = seq << 8 | a[i];
-            rc = store_batch_checkpoint(sb, seq, c);
+            rc = store_batch_checkpoint(sb, bex_be64_get(a), c);
             break;
         default:
             BEX_ASSERT(!"unknown persist op");

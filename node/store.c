@@ -88,35 +88,6 @@ static void unlock(pthread_mutex_t *m)
     BEX_ASSERT(rc == 0);
 }
 
-static void be64_put(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t be64_get(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static void be32_put(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t be32_get(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* LMDB never writes through mv_data of an input, so dropping const is safe. */
 static MDB_val val_of(const void *p, size_t n)
 {
@@ -308,7 +279,7 @@ static int meta_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *v)
         return lmdb_code(rc);
     if (d.mv_size != 8)
         return -BEX_ECORRUPT;
-    *v = be64_get(d.mv_data);
+    *v = bex_be64_get(d.mv_data);
     return 0;
 }
 
@@ -417,8 +388,8 @@ static size_t history_key(uint8_t *out, const uint8_t *key, size_t key_len, uint
     out[0] = (uint8_t)(key_len >> 8);
     out[1] = (uint8_t)key_len;
     memcpy(out + 2, key, key_len);
-    be64_put(out + 2 + key_len, height);
-    be32_put(out + 10 + key_len, index);
+    bex_be64_put(out + 2 + key_len, height);
+    bex_be32_put(out + 10 + key_len, index);
     return key_len + 14;
 }
 
@@ -475,7 +446,7 @@ static int put_block_meta(struct store *s, MDB_txn *txn, const struct store_bloc
         if ((rc = mdb_put(txn, dbi, &k, &d, 0)) != 0)
             return fail_lmdb(s, rc, what);
     }
-    be64_put(h, b->height);
+    bex_be64_put(h, b->height);
     if ((rc = put_meta_raw(txn, dbi, META_HEIGHT, h, 8)) != 0 ||
         (rc = put_meta_raw(txn, dbi, META_ROOT, b->state_root, STORE_HASH_BYTES)) != 0 ||
         (rc = put_meta_raw(txn, dbi, META_HASH, b->hash, STORE_HASH_BYTES)) != 0)
@@ -498,7 +469,7 @@ static int commit_txn(struct store *s, MDB_txn *txn, const struct store_block *b
         return rc;
     if ((rc = meta_u64(txn, s->dbi[DB_META], META_HEIGHT, &last)) != 0)
         return fail(s, rc, "store: %s: cannot read meta height: %s", what, bex_strerror(rc));
-    be64_put(hkey, b->height);
+    bex_be64_put(hkey, b->height);
     if (b->height == 0) {
         /* Genesis: only as the very first block of an empty store. */
         MDB_val k = val_of(hkey, 8), d;
@@ -569,7 +540,7 @@ int store_set_view(struct store *s, uint64_t view)
 
     if (s == NULL)
         return -BEX_EINVAL;
-    be64_put(v, view);
+    bex_be64_put(v, view);
     return put_one(s, DB_META, &k, &d, "set view");
 }
 
@@ -580,7 +551,7 @@ int store_set_checkpoint(struct store *s, uint64_t seq, const uint8_t digest[STO
 
     if (s == NULL || digest == NULL)
         return -BEX_EINVAL;
-    be64_put(v, seq);
+    bex_be64_put(v, seq);
     memcpy(v + 8, digest, STORE_HASH_BYTES);
     return put_one(s, DB_META, &k, &d, "set checkpoint");
 }
@@ -734,7 +705,7 @@ int store_batch_checkpoint(struct store_batch *b, uint64_t seq, const uint8_t di
         return b->rc;
     if (digest == NULL)
         return batch_fail(b, -BEX_EINVAL);
-    be64_put(v, seq);
+    bex_be64_put(v, seq);
     memcpy(v + 8, digest, STORE_HASH_BYTES);
     if ((rc = mdb_put(b->txn, b->s->dbi[DB_META], &k, &d, 0)) != 0)
         return batch_fail(b, fail_lmdb(b->s, rc, "set checkpoint"));
@@ -840,10 +811,10 @@ static int check_schema(struct store *s, MDB_txn *txn, const char *dir, char *er
     if (rc == 0) {
         if (d.mv_size != 4)
             return open_fail(err, err_size, -BEX_ECORRUPT, "store: %s: malformed schema version", dir);
-        if (be32_get(d.mv_data) != STORE_SCHEMA_VERSION)
+        if (bex_be32_get(d.mv_data) != STORE_SCHEMA_VERSION)
             return open_fail(err, err_size, -BEX_ESTATE,
                              "store: %s: schema version %" PRIu32 ", this build reads %u", dir,
-                             be32_get(d.mv_data), STORE_SCHEMA_VERSION);
+                             bex_be32_get(d.mv_data), STORE_SCHEMA_VERSION);
         return 0;
     }
     if (rc != MDB_NOTFOUND)
@@ -855,7 +826,7 @@ static int check_schema(struct store *s, MDB_txn *txn, const char *dir, char *er
             return open_fail(err, err_size, -BEX_ECORRUPT,
                              "store: %s: data without a schema version", dir);
     }
-    be32_put(v, STORE_SCHEMA_VERSION);
+    bex_be32_put(v, STORE_SCHEMA_VERSION);
     if ((rc = put_meta_raw(txn, s->dbi[DB_META], META_SCHEMA, v, 4)) != 0)
         return open_fail(err, err_size, lmdb_code(rc), "store: %s: %s", dir, lmdb_text(rc));
     return 0;
@@ -885,7 +856,7 @@ static int check_height(struct store *s, MDB_txn *txn, const char *dir, char *er
             return open_fail(err, err_size, -BEX_ECORRUPT, "store: %s: malformed %s key", dir,
                              db_names[dbs[i]]);
         if (rc == 0)
-            last = be64_get(k.mv_data);
+            last = bex_be64_get(k.mv_data);
         if (last != height)
             return open_fail(err, err_size, -BEX_ECORRUPT,
                              "store: %s: last %s entry %" PRIu64 " but meta height %" PRIu64, dir,
@@ -1094,7 +1065,7 @@ int store_resize(struct store *s, size_t new_map_bytes)
         return rc;
     if ((rc = write_begin(s, &txn, "resize")) != 0)
         return rc;
-    be64_put(v, new_map_bytes);
+    bex_be64_put(v, new_map_bytes);
     if ((rc = put_meta_raw(txn, s->dbi[DB_META], META_MAP_BYTES, v, 8)) != 0)
         rc = fail_lmdb(s, rc, "resize");
     return write_end(s, txn, rc, "resize");
@@ -1173,7 +1144,7 @@ int store_get_block(struct store_read *r, const uint8_t **record, size_t *record
 
     if (r == NULL || record == NULL || record_len == NULL)
         return -BEX_EINVAL;
-    be64_put(k, height);
+    bex_be64_put(k, height);
     return get_bytes(r, DB_BLOCKS, k, 8, record, record_len);
 }
 
@@ -1183,7 +1154,7 @@ int store_get_cert(struct store_read *r, const uint8_t **cert, size_t *cert_len,
 
     if (r == NULL || cert == NULL || cert_len == NULL)
         return -BEX_EINVAL;
-    be64_put(k, height);
+    bex_be64_put(k, height);
     return get_bytes(r, DB_CERTS, k, 8, cert, cert_len);
 }
 
@@ -1258,7 +1229,7 @@ int store_get_checkpoint(struct store_read *r, uint64_t *seq, uint8_t digest[STO
         return rc;
     if (d.mv_size != 8 + STORE_HASH_BYTES)
         return -BEX_ECORRUPT;
-    *seq = be64_get(d.mv_data);
+    *seq = bex_be64_get(d.mv_data);
     memcpy(digest, (const uint8_t *)d.mv_data + 8, STORE_HASH_BYTES);
     return 0;
 }
@@ -1438,7 +1409,7 @@ int store_scan_history(struct store_read *r, struct store_history_item *out, siz
                 *more = true;
             break;
         }
-        out[*n] = (struct store_history_item){be64_get(p + prefix_len), be32_get(p + prefix_len + 8),
+        out[*n] = (struct store_history_item){bex_be64_get(p + prefix_len), bex_be32_get(p + prefix_len + 8),
                                               d.mv_data};
         (*n)++;
     }
@@ -1461,7 +1432,7 @@ int store_scan_blocks(struct store_read *r, struct store_block_item *out, size_t
         return rc;
     if (from > to)
         return 0;
-    be64_put(seek, from);
+    bex_be64_put(seek, from);
     k = val_of(seek, 8);
     if ((rc = mdb_cursor_open(r->txn, r->s->dbi[DB_BLOCKS], &c)) != 0)
         return lmdb_code(rc);
@@ -1473,7 +1444,7 @@ int store_scan_blocks(struct store_read *r, struct store_block_item *out, size_t
             rc = MDB_CORRUPTED;
             break;
         }
-        if ((h = be64_get(k.mv_data)) > to)
+        if ((h = bex_be64_get(k.mv_data)) > to)
             break;
         if (*n == cap) {
             if (more != NULL)
