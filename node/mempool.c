@@ -715,19 +715,24 @@ bool mempool_may_admit(const struct mempool *mp, const char *sender, uint64_t no
            tx_len <= mp->cfg.sender_bytes_max - s->bytes;
 }
 
-size_t mempool_stuck_heads(const struct mempool *mp, const struct mempool_tx **out, size_t max, uint64_t now_ms,
-                           uint64_t age_ms)
+size_t mempool_stuck_heads(const struct mempool *mp, const struct mempool_tx **out, size_t max, size_t run,
+                           uint64_t now_ms, uint64_t age_ms)
 {
     size_t n = 0;
 
     for (size_t i = 0; i < mp->cfg.senders_max && n < max; i++) {
         const struct sender *s = &mp->senders[i];
         const struct entry *e = s->head;
+        uint64_t expect = s->last + 1;
 
-        if (!s->used || e == NULL || e->tx.nonce != s->last + 1 || e->tx.proposed_height != 0)
+        if (!s->used || e == NULL || e->tx.nonce != expect || e->tx.proposed_height != 0 ||
+            age_at(e, now_ms) < age_ms)
             continue;
-        if (age_at(e, now_ms) >= age_ms)
+        for (size_t k = 0; e != NULL && k < run && n < max; k++, e = e->s_next, expect++) {
+            if (e->tx.nonce != expect || e->tx.proposed_height != 0)
+                break;
             out[n++] = &e->tx;
+        }
     }
     BEX_ASSERT(n <= max);
     return n;

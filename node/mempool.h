@@ -213,14 +213,16 @@ bool mempool_crowded(const struct mempool *mp, size_t tx_len);
 bool mempool_may_admit(const struct mempool *mp, const char *sender, uint64_t nonce, size_t tx_len);
 
 /*
- * Fills out with up to max pending txs that are their sender's next (nonce
- * committed last + 1), in no proposal, and pending for at least age_ms:
- * the txs that hold every later tx of their sender back. A node relays
- * them again, in case the primary lost them to a full pool. Returns how
+ * Fills out with up to max pending txs: of every sender whose next tx
+ * (nonce committed last + 1) is in no proposal and pending for at least
+ * age_ms, that tx and up to run - 1 that follow it without a gap and in
+ * no proposal. These hold every later tx of their sender back; a node
+ * relays them again, in case the primary lost them (a full pool or send
+ * queue, a view change to a primary that never got them). Returns how
  * many; the pointers are borrowed as struct mempool_tx says.
  */
-size_t mempool_stuck_heads(const struct mempool *mp, const struct mempool_tx **out, size_t max, uint64_t now_ms,
-                           uint64_t age_ms);
+size_t mempool_stuck_heads(const struct mempool *mp, const struct mempool_tx **out, size_t max, size_t run,
+                           uint64_t now_ms, uint64_t age_ms);
 
 /* The highest nonce of sender's pending txs, or 0 when none is pending. */
 uint64_t mempool_sender_top(const struct mempool *mp, const char *sender);

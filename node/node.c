@@ -21,8 +21,9 @@
 #define FETCH_RETRY_MS 500
 #define PROPOSAL_RETRY_MS 300
 #define MEMPOOL_TTL_MS (10u * 60 * 1000)
-#define RELAY_STUCK_MS 2000 /* a sender's next tx waiting this long in no proposal is relayed again */
-#define RELAY_STUCK_MAX 64  /* such relays per HELLO round */
+#define RELAY_STUCK_MS 5000  /* a sender's next tx waiting this long in no proposal is relayed again */
+#define RELAY_STUCK_RUN 256  /* with up to this many of the sender's txs after it */
+#define RELAY_STUCK_MAX 1024 /* txs relayed so per HELLO round */
 #define NODE_VERSION "bex/0.1"
 
 /* Labels of bex_proposals_refused_total. */
@@ -1610,14 +1611,16 @@ static void set_traffic_metrics(struct node *n)
 
 /*
  * Relays again every sender's next tx that has waited RELAY_STUCK_MS in no
- * proposal: it holds back all the sender's later txs, and the primary may
- * have lost it (a full pool refuses gossip; a restarted node starts empty).
- * At most one tx per sender a round, so this costs next to nothing.
+ * proposal, with the run of txs after it: they hold back all the sender's
+ * later txs, and the primary may have lost them (a full pool or send queue
+ * refused the gossip, a new primary never got it, a restarted node starts
+ * empty). Bounded per round; peers that hold them already drop them as
+ * duplicates without checking their signatures again.
  */
 static void relay_stuck(struct node *n, uint64_t now_ms)
 {
     const struct mempool_tx *heads[RELAY_STUCK_MAX];
-    size_t count = mempool_stuck_heads(n->mempool, heads, RELAY_STUCK_MAX, now_ms, RELAY_STUCK_MS);
+    size_t count = mempool_stuck_heads(n->mempool, heads, RELAY_STUCK_MAX, RELAY_STUCK_RUN, now_ms, RELAY_STUCK_MS);
 
     for (size_t i = 0; i < count; i++)
         send_field(n, P2P_PEER_NONE, BEX__ENVELOPE__KIND_TX, heads[i]->bytes, heads[i]->len);

@@ -309,14 +309,18 @@ static void mempool_next_tx_makes_room(void **state)
 
     /* The stuck heads: each sender's next tx, in no proposal, pending long enough. */
     mempool_unmark(mp, 1);
-    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1000, 900), 1); /* sender 1's nonce 1, added at 100 */
+    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1, 1000, 900), 1); /* sender 1's nonce 1, added at 100 */
     assert_string_equal(heads[0]->sender, names[1]);
     assert_int_equal(heads[0]->nonce, 1);
-    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1000, 750), 2); /* and sender 0's, at 200 */
-    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1000, 0), 3);
-    assert_int_equal(mempool_stuck_heads(mp, heads, 1, 1000, 0), 1);
+    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1, 1000, 750), 2); /* and sender 0's, at 200 */
+    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1, 1000, 0), 3);
+    assert_int_equal(mempool_stuck_heads(mp, heads, 1, 1, 1000, 0), 1);
+    /* With their runs: sender 0 holds 1..3, sender 1 holds 1..2, sender 2 holds 1. */
+    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 8, 1000, 750), 5);
+    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 2, 1000, 0), 5);
+    assert_int_equal(mempool_stuck_heads(mp, heads, 4, 8, 1000, 0), 4);
     assert_int_equal(mempool_select(mp, out, 1, SIZE_MAX, 9), 1);
-    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1000, 0), 2);
+    assert_int_equal(mempool_stuck_heads(mp, heads, 8, 1, 1000, 0), 2);
     check(mp);
     mempool_free(mp);
 }
