@@ -76,6 +76,8 @@ struct node_send {
     uint32_t to;    /* a replica, or P2P_PEER_NONE for everyone */
     uint8_t *bytes;
     size_t len;
+    bool own_pp;                          /* this replica's PRE-PREPARE: its proposal goes first */
+    uint8_t pp_digest[PBFT_DIGEST_BYTES]; /* then, the proposal's digest */
 };
 
 struct node_waiter {
