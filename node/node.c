@@ -17,7 +17,6 @@
 #endif
 
 #define HELLO_EVERY_MS 1000
-#define TRIM_EVERY_MS 100
 #define FETCH_RETRY_MS 500
 #define PROPOSAL_RETRY_MS 300
 #define MEMPOOL_TTL_MS (10u * 60 * 1000)
@@ -1007,17 +1006,16 @@ static void after_apply(struct node *n, const struct ledger_applied *a, const ui
 }
 
 /*
- * Keeps the resident set to the node's own memory and the pages of the last
- * block or two: every read fault of the store's map also maps up to 15
- * neighbouring pages (the kernel's fault-around), so without this the
- * random receipt, history and state inserts of a few seconds of blocks map
- * much of the file. Called after every block and on the tick.
+ * Keeps the resident set to the node's own memory and the pages of the block
+ * just written: every read fault of the store's map also maps the
+ * neighbouring pages (the kernel's fault-around: 15 more, or the whole large
+ * folio the page cache holds the page in, up to the 256 KiB LMDB writes at
+ * once), so without this the random receipt, history and state inserts of a
+ * few seconds of blocks map much of the file. Called after every block and
+ * on the tick; the map's address is cached, so a call is one madvise().
  */
-static void trim_store(struct node *n, uint64_t now_ms)
+static void trim_store(struct node *n)
 {
-    if (now_ms - n->last_trim_ms < TRIM_EVERY_MS)
-        return;
-    n->last_trim_ms = now_ms;
     if (store_trim(ledger_store(n->ledger)) != 0)
         LOG_D("store: cannot trim the mapped pages");
 }
@@ -1038,7 +1036,7 @@ static int apply_one(struct node *n, uint64_t seq, const uint8_t digest[PBFT_DIG
         return rc;
     }
     after_apply(n, a, bytes, len);
-    trim_store(n, mono_ms(n));
+    trim_store(n);
     /* Grown ahead of need, so that a block rarely meets a full map. */
     if ((rc = grow_map(n, false)) != 0 && rc != -BEX_EMAPFULL)
         LOG_W("store: map: %s", bex_strerror(rc));
@@ -1126,7 +1124,7 @@ static void finish_block(struct node *n)
     }
     BEX_ASSERT(a->height == c->seq);
     after_apply(n, a, p ? p->bytes : NULL, p ? p->len : 0);
-    trim_store(n, mono_ms(n));
+    trim_store(n);
     /* Grown ahead of need, so that a block rarely meets a full map. */
     if ((rc = grow_map(n, false)) != 0 && rc != -BEX_EMAPFULL)
         LOG_W("store: map: %s", bex_strerror(rc));
@@ -1690,7 +1688,7 @@ static void on_tick(uv_timer_t *t)
         if (++n->sweeps % 5 == 0)
             node_release_sweep(n);
     }
-    trim_store(n, now);
+    trim_store(n);
 #ifdef BEX_BYZANTINE
     node_byz_tick(n, now);
 #endif

@@ -164,7 +164,6 @@ struct node {
     uint64_t block_after;   /* their persist batch */
     bool remark;            /* a view changed: re-mark in-flight txs before proposing */
     uint64_t last_hello_ms; /* last HELLO broadcast (heights for catch-up) */
-    uint64_t last_trim_ms;  /* last store_trim() */
     uint64_t sweeps;        /* HELLO rounds, every fifth sweeps the release service */
 };
 

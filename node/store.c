@@ -64,6 +64,8 @@ struct store {
     pthread_mutex_t mu;
     unsigned readers;
     bool unmapped; /* a failed remap left no map: everything returns -BEX_EIO */
+    /* Where the data file is mapped, found by store_trim(); remap() forgets it. */
+    uintptr_t map_start, map_end;
     int sticky;
     char msg[MSG_BYTES];
     struct store_batch batch; /* the one open batch, under wmu */
@@ -1024,6 +1026,7 @@ static int remap(struct store *s, size_t new_map_bytes)
         return lmdb_code(mrc);
     if (new_map_bytes <= info.me_mapsize)
         return -BEX_EINVAL;
+    s->map_start = s->map_end = 0;
     if ((mrc = mdb_env_set_mapsize(s->env, new_map_bytes)) == 0) {
         if (s->sticky == -BEX_EMAPFULL)
             s->sticky = 0;
@@ -1236,16 +1239,17 @@ int store_get_checkpoint(struct store_read *r, uint64_t *seq, uint8_t digest[STO
 
 /*
  * LMDB does not tell where it mapped the file (me_mapaddr is only set for a
- * fixed map), so the mapping is found in /proc/self/maps by the data file's
- * device and inode.
+ * fixed map), so the mapping is found once in /proc/self/maps by the data
+ * file's device and inode, and kept until remap() moves it.
  */
-static int unmap_pages(const struct stat *st)
+static int find_map(struct store *s)
 {
     char line[512];
-    FILE *fp = fopen("/proc/self/maps", "r");
-    int rc = 0;
+    struct stat st;
+    FILE *fp;
+    int fd, found = 0;
 
-    if (fp == NULL)
+    if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0 || (fp = fopen("/proc/self/maps", "r")) == NULL)
         return -BEX_EIO;
     while (fgets(line, sizeof line, fp) != NULL) {
         unsigned long start, end, off, ino;
@@ -1254,19 +1258,24 @@ static int unmap_pages(const struct stat *st)
 
         if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &start, &end, perms, &off, &maj, &mnr, &ino) != 7)
             continue;
-        if (ino != (unsigned long)st->st_ino || maj != major(st->st_dev) || mnr != minor(st->st_dev) || end <= start)
+        if (ino != (unsigned long)st.st_ino || maj != major(st.st_dev) || mnr != minor(st.st_dev) || end <= start)
             continue;
-        if (madvise((void *)start, end - start, MADV_DONTNEED) != 0)
-            rc = -BEX_EIO;
+        s->map_start = start;
+        s->map_end = end;
+        found++;
     }
     fclose(fp);
-    return rc;
+    /* LMDB maps the file once; anything else is not a map this code knows. */
+    if (found != 1) {
+        s->map_start = s->map_end = 0;
+        return -BEX_EIO;
+    }
+    return 0;
 }
 
 int store_trim(struct store *s)
 {
-    struct stat st;
-    int fd, rc;
+    int rc = 0;
 
     if (s == NULL)
         return -BEX_EINVAL;
@@ -1275,10 +1284,12 @@ int store_trim(struct store *s)
      * the write lock, which a writer holds for a whole commit and fdatasync.
      */
     lock(&s->mu);
-    if (s->unmapped || mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0)
+    if (s->unmapped)
         rc = -BEX_EIO;
-    else
-        rc = unmap_pages(&st);
+    else if (s->map_end == 0)
+        rc = find_map(s);
+    if (rc == 0 && madvise((void *)s->map_start, s->map_end - s->map_start, MADV_DONTNEED) != 0)
+        rc = -BEX_EIO;
     unlock(&s->mu);
     return rc;
 }

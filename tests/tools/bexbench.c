@@ -27,8 +27,9 @@
  *   --rate R > 0: the senders together offer R tx/s on a fixed schedule.
  *   --rate 0: each sender keeps at most --inflight/senders txs submitted but
  *   not yet committed and refills as fast as the network commits them.
- *   A tx refused with EFULL (mempool full) is offered again after a short
- *   back-off, keeping its first offer time. Writes the JSON report to --out,
+ *   A tx refused with EFULL (mempool full) is offered again after a
+ *   back-off (5 ms, doubling while refusals go on, at most 320 ms), keeping
+ *   its first offer time. Writes the JSON report to --out,
  *   a PNG chart (committed and offered tx/s, latency p50/p99 and RSS per
  *   node over time) to --png, and a short summary on stdout.
  *
@@ -73,7 +74,8 @@
 #define BLOCKS_MAX ((size_t)1 << 20)
 #define SIGN_THREADS_MAX 8
 #define RPC_TIMEOUT_MS 30000
-#define BACKOFF_MS 5
+#define BACKOFF_MS 5      /* first wait after a refusal; doubles while refusals go on */
+#define BACKOFF_MAX_MS 320
 #define ERROR_BACKOFF_MS 50
 #define NS_PER_S 1000000000LL
 #define NS_PER_MS 1000000LL
@@ -113,6 +115,7 @@ struct sender {
     size_t next;               /* submitter: txs [0, next) were accepted */
     _Atomic size_t committed;  /* follower: load txs seen committed */
     uint64_t batches, rejected, retries, http_errors; /* submitter; read after join */
+    unsigned backoff_ms;                               /* submitter: the next wait after a refusal */
     bool exhausted;
     char last_error[ERR_BYTES];
     pthread_t thread;
@@ -513,6 +516,7 @@ static void load_network(struct bench *b)
             struct sender *s = &b->senders[b->senders_n++];
 
             s->b = b;
+            s->backoff_ms = BACKOFF_MS;
             snprintf(s->id, sizeof s->id, "%s", fields[0]);
             s->node = slot;
             b->nodes[slot].follows = true;
@@ -975,10 +979,22 @@ static void *submit_main(void *arg)
         ok = submit_batch(s, n, &refused);
         s->next += ok;
         if (refused) {
+            /*
+             * A full pool stays full for a while: offering the same txs
+             * every 5 ms only adds RPCs for the nodes to parse and refuse,
+             * so the wait doubles while refusals go on.
+             */
             s->retries++;
-            sleep_ms(s->http_errors > 0 && ok == 0 ? ERROR_BACKOFF_MS : BACKOFF_MS);
-        } else if (b->o.rate > 0) {
-            sleep_until(t + tick);
+            if (s->http_errors > 0 && ok == 0) {
+                sleep_ms(ERROR_BACKOFF_MS);
+            } else {
+                sleep_ms(s->backoff_ms);
+                s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+            }
+        } else {
+            s->backoff_ms = BACKOFF_MS;
+            if (b->o.rate > 0)
+                sleep_until(t + tick);
         }
     }
     return NULL;
