@@ -29,6 +29,7 @@ struct entry {
     struct sender *sender;
     struct entry *s_prev, *s_next; /* the sender's txs, nonce ascending */
     struct entry *a_prev, *a_next; /* all txs, arrival ascending */
+    struct entry *m_prev, *m_next; /* the marked txs (proposed_height != 0), any order */
     bool used;
 };
 
@@ -58,6 +59,7 @@ struct mempool {
     size_t sender_mask;
     struct sender **active; /* mempool_select scratch, senders_max */
     struct entry *oldest, *newest;
+    struct entry *marked; /* head of the marked txs: unmarking walks these, not the pool */
     struct sender *first, *last; /* turn order */
     struct sender *turn;         /* served first by the next mempool_select */
     size_t count;
@@ -295,6 +297,31 @@ static void sender_destroy(struct mempool *mp, struct sender *s)
 
 /* ---- entries ---- */
 
+/* Sets the height whose proposal carries e (0: none), keeping the marked list. */
+static void set_mark(struct mempool *mp, struct entry *e, uint64_t height)
+{
+    bool was = e->tx.proposed_height != 0;
+
+    e->tx.proposed_height = height;
+    if (was == (height != 0))
+        return;
+    if (height != 0) {
+        e->m_prev = NULL;
+        e->m_next = mp->marked;
+        if (mp->marked != NULL)
+            mp->marked->m_prev = e;
+        mp->marked = e;
+        return;
+    }
+    if (e->m_prev != NULL)
+        e->m_prev->m_next = e->m_next;
+    else
+        mp->marked = e->m_next;
+    if (e->m_next != NULL)
+        e->m_next->m_prev = e->m_prev;
+    e->m_prev = e->m_next = NULL;
+}
+
 static void entry_remove(struct mempool *mp, struct entry *e)
 {
     struct sender *s = e->sender;
@@ -304,6 +331,7 @@ static void entry_remove(struct mempool *mp, struct entry *e)
     BEX_ASSERT(e->used);
     BEX_ASSERT(mp->id_table[pos] == slot + 1);
     table_delete(mp, mp->id_table, mp->id_mask, pos, id_home_of_slot);
+    set_mark(mp, e, 0);
     if (e->s_prev != NULL)
         e->s_prev->s_next = e->s_next;
     else
@@ -563,7 +591,7 @@ size_t mempool_select(struct mempool *mp, const struct mempool_tx **out, size_t 
             out[n++] = &e->tx;
             bytes += e->tx.len;
             if (mark_height != 0)
-                e->tx.proposed_height = mark_height;
+                set_mark(mp, e, mark_height);
             last_served = s;
             struct entry *next = e->s_next;
             if (next != NULL && next->tx.nonce == e->tx.nonce + 1 && next->tx.proposed_height == 0) {
@@ -583,9 +611,10 @@ size_t mempool_select(struct mempool *mp, const struct mempool_tx **out, size_t 
 
 void mempool_unmark(struct mempool *mp, uint64_t from_height)
 {
-    for (struct entry *e = mp->oldest; e != NULL; e = e->a_next) {
+    for (struct entry *e = mp->marked, *next; e != NULL; e = next) {
+        next = e->m_next;
         if (e->tx.proposed_height >= from_height)
-            e->tx.proposed_height = 0;
+            set_mark(mp, e, 0);
     }
 }
 
@@ -595,14 +624,15 @@ void mempool_mark(struct mempool *mp, const uint8_t id[MEMPOOL_ID_BYTES], uint64
 
     BEX_ASSERT(height > 0);
     if (e != NULL && (e->tx.proposed_height == 0 || e->tx.proposed_height > height))
-        e->tx.proposed_height = height;
+        set_mark(mp, e, height);
 }
 
 void mempool_unmark_below(struct mempool *mp, uint64_t height)
 {
-    for (struct entry *e = mp->oldest; e != NULL; e = e->a_next) {
-        if (e->tx.proposed_height != 0 && e->tx.proposed_height <= height)
-            e->tx.proposed_height = 0;
+    for (struct entry *e = mp->marked, *next; e != NULL; e = next) {
+        next = e->m_next;
+        if (e->tx.proposed_height <= height)
+            set_mark(mp, e, 0);
     }
 }
 
@@ -803,6 +833,7 @@ int mempool_check(const struct mempool *mp, char *reason, size_t reason_len)
     size_t bytes = 0;
     size_t senders = 0;
     size_t in_table = 0;
+    size_t marked = 0;
     bool turn_seen = mp->turn == NULL;
     int rc;
 
@@ -814,7 +845,14 @@ int mempool_check(const struct mempool *mp, char *reason, size_t reason_len)
         CHECK(mp->id_table[id_probe(mp, e->tx.id)] == i + 1, "slot %zu not found by its id", i);
         CHECK(e->sender != NULL && e->sender->used && e->tx.sender == e->sender->name, "slot %zu: bad sender", i);
         CHECK(e->tx.bytes == e->data && e->data != NULL && e->tx.len > 0, "slot %zu: bad bytes", i);
+        marked += e->tx.proposed_height != 0;
     }
+    for (const struct entry *e = mp->marked; e != NULL; e = e->m_next) {
+        CHECK(e->used && e->tx.proposed_height != 0, "marked list holds a free or unmarked slot");
+        CHECK(e->m_prev == NULL ? mp->marked == e : e->m_prev->m_next == e, "marked list: broken back link");
+        CHECK(marked-- > 0, "marked list longer than the marked txs");
+    }
+    CHECK(marked == 0, "%zu marked txs missing from the marked list", marked);
     for (size_t i = 0; i <= mp->id_mask; i++) {
         if (mp->id_table[i] == 0)
             continue;

@@ -23,6 +23,14 @@
 #define RELAY_STUCK_MS 5000  /* a sender's next tx waiting this long in no proposal is relayed again */
 #define RELAY_STUCK_RUN 256  /* with up to this many of the sender's txs after it */
 #define RELAY_STUCK_MAX 1024 /* txs relayed so per HELLO round */
+/*
+ * The store's pages mapped by reads are given back (store_trim) once the
+ * process's file-backed resident memory passes STORE_TRIM_ABOVE, looked at
+ * every STORE_TRIM_MS: the resident set is then the node's own memory and at
+ * most that much of the store, not a growing share of the chain.
+ */
+#define STORE_TRIM_MS 10
+#define STORE_TRIM_ABOVE ((size_t)64 << 20)
 #define NODE_VERSION "bex/0.1"
 
 /* Labels of bex_proposals_refused_total. */
@@ -114,7 +122,11 @@ static int tc_verify(const uint8_t pub[TXCHECK_PUB_BYTES], const uint8_t digest[
     return crypto_verify(&pk, digest, &s);
 }
 
-/* The agency registry is fixed by the genesis until governance exists, so keys come from it. */
+/*
+ * The agency registry is fixed by the genesis until governance exists, so keys
+ * come from it. txcheck_tx_signed() relies on that: it takes a cache hit for a
+ * proposal's tx without asking for the keys again.
+ */
 static int tc_keys(struct txcheck_keys *keys, const char *sender, void *user)
 {
     struct node *n = user;
@@ -1005,21 +1017,6 @@ static void after_apply(struct node *n, const struct ledger_applied *a, const ui
         LOG_D("ledger: block %" PRIu64 " with %zu txs", a->height, a->out->receipt_count);
 }
 
-/*
- * Keeps the resident set to the node's own memory and the pages of the block
- * just written: every read fault of the store's map also maps the
- * neighbouring pages (the kernel's fault-around: 15 more, or the whole large
- * folio the page cache holds the page in, up to the 256 KiB LMDB writes at
- * once), so without this the random receipt, history and state inserts of a
- * few seconds of blocks map much of the file. Called after every block and
- * on the tick; the map's address is cached, so a call is one madvise().
- */
-static void trim_store(struct node *n)
-{
-    if (store_trim(ledger_store(n->ledger)) != 0)
-        LOG_D("store: cannot trim the mapped pages");
-}
-
 static int apply_one(struct node *n, uint64_t seq, const uint8_t digest[PBFT_DIGEST_BYTES], const uint8_t *bytes,
                      size_t len, const uint8_t *cert, size_t cert_len)
 {
@@ -1036,7 +1033,6 @@ static int apply_one(struct node *n, uint64_t seq, const uint8_t digest[PBFT_DIG
         return rc;
     }
     after_apply(n, a, bytes, len);
-    trim_store(n);
     /* Grown ahead of need, so that a block rarely meets a full map. */
     if ((rc = grow_map(n, false)) != 0 && rc != -BEX_EMAPFULL)
         LOG_W("store: map: %s", bex_strerror(rc));
@@ -1124,7 +1120,6 @@ static void finish_block(struct node *n)
     }
     BEX_ASSERT(a->height == c->seq);
     after_apply(n, a, p ? p->bytes : NULL, p ? p->len : 0);
-    trim_store(n);
     /* Grown ahead of need, so that a block rarely meets a full map. */
     if ((rc = grow_map(n, false)) != 0 && rc != -BEX_EMAPFULL)
         LOG_W("store: map: %s", bex_strerror(rc));
@@ -1688,7 +1683,6 @@ static void on_tick(uv_timer_t *t)
         if (++n->sweeps % 5 == 0)
             node_release_sweep(n);
     }
-    trim_store(n);
 #ifdef BEX_BYZANTINE
     node_byz_tick(n, now);
 #endif
@@ -1968,6 +1962,8 @@ int node_open(struct node *n, uv_loop_t *loop, const char *config_path, char *er
     if ((rc = open_keys(n, err, err_size)) != 0)
         return rc;
     so.map_bytes = (size_t)n->cfg.map_size_mb << 20;
+    so.trim_ms = STORE_TRIM_MS;
+    so.trim_above_bytes = STORE_TRIM_ABOVE;
     if ((rc = ledger_open(&n->ledger, n->cfg.data_dir, &so, &n->gen, err, err_size)) != 0)
         return rc;
     tc.chain_id = n->gen.chain_id;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { DB_BLOCKS, DB_CERTS, DB_RECEIPTS, DB_STATE, DB_HISTORY, DB_META, DB_PBFT, DB_COUNT };
@@ -66,6 +67,13 @@ struct store {
     bool unmapped; /* a failed remap left no map: everything returns -BEX_EIO */
     /* Where the data file is mapped, found by store_trim(); remap() forgets it. */
     uintptr_t map_start, map_end;
+    /* The trimmer thread (store_options.trim_ms), woken early by trim_cv to stop. */
+    pthread_t trimmer;
+    pthread_cond_t trim_cv;
+    bool trim_cv_ready, trimmer_on, trimmer_stop;
+    unsigned trim_ms;
+    size_t trim_above; /* bytes of file-backed resident memory that make it trim */
+    int statm_fd;      /* /proc/self/statm, read by the trimmer; -1 when closed */
     int sticky;
     char msg[MSG_BYTES];
     struct store_batch batch; /* the one open batch, under wmu */
@@ -75,6 +83,9 @@ struct store_read {
     struct store *s;
     MDB_txn *txn;
 };
+
+static int start_trimmer(struct store *s, unsigned trim_ms, size_t trim_above);
+static void stop_trimmer(struct store *s);
 
 /* ------------------------------------------------------------- helpers */
 
@@ -937,11 +948,12 @@ int store_open(struct store **out, const char *dir, const struct store_options *
     if (o.readers_max == 0)
         o.readers_max = STORE_READERS_DEFAULT;
     if (o.map_bytes < STORE_MAP_BYTES_MIN || o.map_bytes > STORE_MAP_BYTES_MAX ||
-        o.readers_max > STORE_READERS_MAX)
-        return open_fail(err, err_size, -BEX_EINVAL, "store: map size or reader count out of range");
+        o.readers_max > STORE_READERS_MAX || o.trim_ms > STORE_TRIM_MS_MAX)
+        return open_fail(err, err_size, -BEX_EINVAL, "store: map size, reader count or trim period out of range");
     if ((s = calloc(1, sizeof *s)) == NULL)
         return open_fail(err, err_size, -BEX_ENOMEM, "store: out of memory");
     s->lock_fd = -1;
+    s->statm_fd = -1;
     if (pthread_mutex_init(&s->wmu, NULL) != 0) {
         free(s);
         return open_fail(err, err_size, -BEX_ENOMEM, "store: cannot create a mutex");
@@ -974,6 +986,10 @@ int store_open(struct store **out, const char *dir, const struct store_options *
                        recorded, lmdb_text(rc));
         goto fail;
     }
+    if (o.trim_ms > 0 && (rc = start_trimmer(s, o.trim_ms, o.trim_above_bytes)) != 0) {
+        rc = open_fail(err, err_size, rc, "store: cannot start the trimmer thread");
+        goto fail;
+    }
     *out = s;
     return 0;
 fail:
@@ -986,6 +1002,7 @@ void store_close(struct store *s)
     if (s == NULL)
         return;
     BEX_ASSERT(s->readers == 0);
+    stop_trimmer(s);
     if (s->env != NULL)
         mdb_env_close(s->env);
     if (s->lock_fd >= 0)
@@ -1273,25 +1290,122 @@ static int find_map(struct store *s)
     return 0;
 }
 
-int store_trim(struct store *s)
+/*
+ * Under mu, which store_resize() holds while it moves the map; not under the
+ * write lock, which a writer holds for a whole commit and fdatasync.
+ */
+static int trim_locked(struct store *s)
 {
     int rc = 0;
 
-    if (s == NULL)
-        return -BEX_EINVAL;
-    /*
-     * Under mu, which store_resize() holds while it moves the map; not under
-     * the write lock, which a writer holds for a whole commit and fdatasync.
-     */
-    lock(&s->mu);
     if (s->unmapped)
         rc = -BEX_EIO;
     else if (s->map_end == 0)
         rc = find_map(s);
     if (rc == 0 && madvise((void *)s->map_start, s->map_end - s->map_start, MADV_DONTNEED) != 0)
         rc = -BEX_EIO;
+    return rc;
+}
+
+int store_trim(struct store *s)
+{
+    int rc;
+
+    if (s == NULL)
+        return -BEX_EINVAL;
+    lock(&s->mu);
+    rc = trim_locked(s);
     unlock(&s->mu);
     return rc;
+}
+
+/*
+ * The process's file-backed resident memory in bytes (the "shared" field of
+ * /proc/self/statm: the store's mapped pages, and the program's own code), or
+ * SIZE_MAX when it cannot be read, so that the caller trims.
+ */
+static size_t resident_file_bytes(int fd)
+{
+    char buf[256];
+    unsigned long size, resident, shared;
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+
+    if (n <= 0)
+        return SIZE_MAX;
+    buf[n] = '\0';
+    if (sscanf(buf, "%lu %lu %lu", &size, &resident, &shared) != 3)
+        return SIZE_MAX;
+    return (size_t)shared * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/*
+ * Every trim_ms, gives the mapped pages back once they pass trim_above: so
+ * the pages a burst of reads maps are gone within a period, while the hot
+ * pages (the trees' upper levels) are not unmapped and faulted in again
+ * needlessly; each fault maps a whole folio, which costs CPU.
+ */
+static void *trimmer_main(void *arg)
+{
+    struct store *s = arg;
+    struct timespec at;
+
+    lock(&s->mu);
+    clock_gettime(CLOCK_MONOTONIC, &at);
+    while (!s->trimmer_stop) {
+        at.tv_nsec += (long)s->trim_ms * 1000000L;
+        at.tv_sec += at.tv_nsec / 1000000000L;
+        at.tv_nsec %= 1000000000L;
+        while (!s->trimmer_stop && pthread_cond_timedwait(&s->trim_cv, &s->mu, &at) == 0)
+            ;
+        /* A map lost to a failed resize stays lost; the readers report it. */
+        if (!s->trimmer_stop && (s->trim_above == 0 || resident_file_bytes(s->statm_fd) >= s->trim_above))
+            (void)trim_locked(s);
+        clock_gettime(CLOCK_MONOTONIC, &at);
+    }
+    unlock(&s->mu);
+    return NULL;
+}
+
+static int start_trimmer(struct store *s, unsigned trim_ms, size_t trim_above)
+{
+    pthread_condattr_t ca;
+    int rc;
+
+    if (trim_above > 0 && (s->statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)) < 0)
+        return -BEX_EIO;
+    s->trim_above = trim_above;
+    if (pthread_condattr_init(&ca) != 0)
+        return -BEX_ENOMEM;
+    rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 && pthread_cond_init(&s->trim_cv, &ca) == 0;
+    pthread_condattr_destroy(&ca);
+    if (!rc)
+        return -BEX_ENOMEM;
+    s->trim_cv_ready = true;
+    s->trim_ms = trim_ms;
+    if (pthread_create(&s->trimmer, NULL, trimmer_main, s) != 0)
+        return -BEX_ENOMEM;
+    s->trimmer_on = true;
+    return 0;
+}
+
+static void stop_trimmer(struct store *s)
+{
+    if (s->trimmer_on) {
+        lock(&s->mu);
+        s->trimmer_stop = true;
+        pthread_cond_signal(&s->trim_cv);
+        unlock(&s->mu);
+        pthread_join(s->trimmer, NULL);
+        s->trimmer_on = false;
+    }
+    if (s->trim_cv_ready) {
+        pthread_cond_destroy(&s->trim_cv);
+        s->trim_cv_ready = false;
+    }
+    if (s->statm_fd >= 0) {
+        close(s->statm_fd);
+        s->statm_fd = -1;
+    }
 }
 
 int store_get_stats(struct store_read *r, struct store_stats *out)

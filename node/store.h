@@ -108,6 +108,7 @@
 
 #define STORE_MAP_BYTES_MIN ((size_t)64 << 10)
 #define STORE_MAP_BYTES_DEFAULT ((size_t)4 << 30)
+#define STORE_TRIM_MS_MAX 60000
 #define STORE_MAP_BYTES_MAX ((size_t)1 << 40)
 #define STORE_READERS_DEFAULT 126
 #define STORE_READERS_MAX 1024
@@ -137,6 +138,9 @@ struct store_options {
     size_t map_bytes;      /* 0 or STORE_MAP_BYTES_MIN..STORE_MAP_BYTES_MAX */
     unsigned readers_max;  /* 0 or 1..STORE_READERS_MAX concurrent snapshots */
     bool no_sync;          /* true: skip fdatasync at commit (tests, benchmarks) */
+    unsigned trim_ms;      /* 0, or 1..STORE_TRIM_MS_MAX: a thread looks this often whether to trim */
+    size_t trim_above_bytes; /* it calls store_trim() when the process's file-backed RSS is this
+                              * large (0: every trim_ms) */
 };
 
 /* The receipt of one transaction: stored under its tx id, which must be new. */
@@ -447,6 +451,12 @@ BEX_MUST_USE int store_get_stats(struct store_read *r, struct store_stats *out);
  * without this the RSS of a long-running node grows with its store although
  * none of it is the node's own memory. Borrowed pointers stay valid: the file
  * is mapped shared and read-only, so its content never changes under them.
+ * Between two calls, every read fault also maps the page's neighbours (the
+ * kernel's fault-around, or the whole large folio the page cache holds it
+ * in, as large as the run of pages LMDB wrote at once), so the resident set
+ * is what was read since the last call, several times over: a node opens its
+ * store with trim_ms and trim_above_bytes and lets the store's thread call
+ * this whenever the mapped pages pass that size.
  * Returns 0, -BEX_EINVAL (NULL) or -BEX_EIO (the map is lost).
  */
 BEX_MUST_USE int store_trim(struct store *s);

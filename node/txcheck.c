@@ -13,17 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bytes hashed into the digest of a signature list: pubkey || sig per entry. */
-#define SIG_ENTRY_BYTES (TXCHECK_PUB_BYTES + TXCHECK_SIG_BYTES)
-
 /*
- * One remembered verification. A hit needs the same tx id and the same
- * signature list (by digest): the same body carrying other signatures is a
- * different claim and is verified on its own.
+ * One remembered check: the encoded tx (by digest) whose id this is passed
+ * every check but the nonce, signatures included. A hit needs the same id
+ * and the same bytes: the same body carrying other signatures, or encoded
+ * otherwise, is a different claim and is checked on its own.
  */
 struct cache_entry {
     uint8_t id[TXCHECK_HASH_BYTES];
-    uint8_t sigs_digest[TXCHECK_HASH_BYTES];
+    uint8_t tx_digest[TXCHECK_HASH_BYTES];
     int32_t next; /* next entry of the same bucket, -1 ends the chain */
     bool referenced;
 };
@@ -103,7 +101,7 @@ static int32_t cache_take_slot(struct txcheck *tc)
 }
 
 static void cache_put(struct txcheck *tc, const uint8_t id[TXCHECK_HASH_BYTES],
-                      const uint8_t sigs_digest[TXCHECK_HASH_BYTES])
+                      const uint8_t tx_digest[TXCHECK_HASH_BYTES])
 {
     int32_t i = cache_find(tc, id);
     if (i < 0) {
@@ -113,7 +111,7 @@ static void cache_put(struct txcheck *tc, const uint8_t id[TXCHECK_HASH_BYTES],
         tc->cache[i].next = tc->buckets[b];
         tc->buckets[b] = i;
     }
-    memcpy(tc->cache[i].sigs_digest, sigs_digest, TXCHECK_HASH_BYTES);
+    memcpy(tc->cache[i].tx_digest, tx_digest, TXCHECK_HASH_BYTES);
     tc->cache[i].referenced = true;
     BEX_ASSERT(cache_find(tc, id) == i);
 }
@@ -199,6 +197,46 @@ static size_t read_varint(uint64_t *v, const uint8_t *p, size_t len)
 }
 
 /*
+ * Steps over the top-level field of an encoded message at p[*at..len): sets
+ * its number, and for a length-delimited field its bytes (*data is NULL for
+ * the other wire types). False when the wire format is malformed.
+ */
+static bool next_field(const uint8_t *p, size_t len, size_t *at, uint64_t *field, const uint8_t **data,
+                       size_t *data_len)
+{
+    uint64_t tag, n;
+    size_t used = read_varint(&tag, p + *at, len - *at);
+    if (used == 0)
+        return false;
+    *at += used;
+    *field = tag >> 3;
+    *data = NULL;
+    switch (tag & 7) {
+    case 0:
+        if ((used = read_varint(&n, p + *at, len - *at)) == 0)
+            return false;
+        *at += used;
+        break;
+    case 1:
+        *at += 8;
+        break;
+    case 2:
+        if ((used = read_varint(&n, p + *at, len - *at)) == 0 || n > len - *at - used)
+            return false;
+        *data = p + *at + used;
+        *data_len = (size_t)n;
+        *at += used + (size_t)n;
+        break;
+    case 5:
+        *at += 4;
+        break;
+    default:
+        return false;
+    }
+    return *at <= len;
+}
+
+/*
  * Counts the top-level occurrences of one field of an encoded message
  * without decoding it. protobuf-c allocates a struct for every repeated
  * element before the count can be seen, so a 1 MiB tx of empty signatures
@@ -211,36 +249,40 @@ static long count_field(const uint8_t *p, size_t len, uint64_t field)
     long count = 0;
     size_t at = 0;
     while (at < len) {
-        uint64_t tag, n;
-        size_t used = read_varint(&tag, p + at, len - at);
-        if (used == 0)
+        uint64_t f;
+        const uint8_t *data;
+        size_t data_len;
+        if (!next_field(p, len, &at, &f, &data, &data_len))
             return -1;
-        at += used;
-        switch (tag & 7) {
-        case 0:
-            if ((used = read_varint(&n, p + at, len - at)) == 0)
-                return -1;
-            at += used;
-            break;
-        case 1:
-            at += 8;
-            break;
-        case 2:
-            if ((used = read_varint(&n, p + at, len - at)) == 0 || n > len - at - used)
-                return -1;
-            at += used + (size_t)n;
-            break;
-        case 5:
-            at += 4;
-            break;
-        default:
-            return -1;
-        }
-        if (at > len)
-            return -1;
-        count += (tag >> 3) == field;
+        count += f == field;
     }
     return count;
+}
+
+/*
+ * The body of an encoded Tx (field 1, length-delimited) without decoding it.
+ * False when it is missing, given twice or not length-delimited, or the wire
+ * format is malformed: the full check then decides what the tx is.
+ */
+static bool tx_body(const uint8_t *tx, size_t tx_len, const uint8_t **body, size_t *body_len)
+{
+    size_t at = 0;
+    bool found = false;
+    while (at < tx_len) {
+        uint64_t f;
+        const uint8_t *data;
+        size_t data_len;
+        if (!next_field(tx, tx_len, &at, &f, &data, &data_len))
+            return false;
+        if (f != 1)
+            continue;
+        if (found || data == NULL)
+            return false;
+        found = true;
+        *body = data;
+        *body_len = data_len;
+    }
+    return found;
 }
 
 /* True when s is 1..max bytes long and every byte is in the set allowed. */
@@ -347,20 +389,16 @@ static int check_nonce(struct txcheck *tc, struct txcheck_result *res)
  * Verifies every signature over the tx id (SHA-256 of the body), unless the
  * cache holds this id with this exact signature list.
  */
-static int check_signatures(struct txcheck *tc, struct txcheck_result *res, const Bex__Tx *msg)
+static int check_signatures(struct txcheck *tc, struct txcheck_result *res, const Bex__Tx *msg, const uint8_t *tx,
+                            size_t tx_len)
 {
-    uint8_t list[TXCHECK_SIGS_MAX * SIG_ENTRY_BYTES];
     uint8_t digest[TXCHECK_HASH_BYTES];
 
     BEX_ASSERT(msg->n_sigs <= TXCHECK_SIGS_MAX);
-    for (size_t i = 0; i < msg->n_sigs; i++) {
-        memcpy(list + i * SIG_ENTRY_BYTES, msg->sigs[i]->pubkey.data, TXCHECK_PUB_BYTES);
-        memcpy(list + i * SIG_ENTRY_BYTES + TXCHECK_PUB_BYTES, msg->sigs[i]->sig.data, TXCHECK_SIG_BYTES);
-    }
     if (tc->cfg.cache_entries > 0) {
-        tc->cfg.crypto.sha256(digest, list, msg->n_sigs * SIG_ENTRY_BYTES);
+        tc->cfg.crypto.sha256(digest, tx, tx_len);
         int32_t i = cache_find(tc, res->id);
-        if (i >= 0 && memcmp(tc->cache[i].sigs_digest, digest, TXCHECK_HASH_BYTES) == 0) {
+        if (i >= 0 && memcmp(tc->cache[i].tx_digest, digest, TXCHECK_HASH_BYTES) == 0) {
             tc->cache[i].referenced = true;
             tc->stats.cache_hits++;
             res->cached = true;
@@ -441,7 +479,7 @@ static int check_tx(struct txcheck *tc, struct txcheck_result *res, const uint8_
         goto fail;
     if (nonce && (rc = check_nonce(tc, res)) != 0)
         goto fail;
-    if ((rc = check_signatures(tc, res, msg)) != 0)
+    if ((rc = check_signatures(tc, res, msg, tx, tx_len)) != 0)
         goto fail;
 
     res->signer_count = msg->n_sigs;
@@ -470,8 +508,36 @@ int txcheck_tx(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx
     return check_tx(tc, res, tx, tx_len, true);
 }
 
+/*
+ * The txs of a proposal are mostly txs this node checked when they reached
+ * its pool, so the same bytes found in the cache pass at the cost of two
+ * hashes, without decoding them again.
+ */
 int txcheck_tx_signed(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx, size_t tx_len)
 {
+    const uint8_t *body;
+    size_t body_len;
+    int32_t i;
+
+    if (tc->cfg.cache_entries > 0 && tx != NULL && tx_len <= tc->cfg.tx_bytes_max &&
+        tx_body(tx, tx_len, &body, &body_len)) {
+        uint8_t id[TXCHECK_HASH_BYTES], digest[TXCHECK_HASH_BYTES];
+
+        tc->cfg.crypto.sha256(id, body, body_len);
+        if ((i = cache_find(tc, id)) >= 0) {
+            tc->cfg.crypto.sha256(digest, tx, tx_len);
+            if (memcmp(tc->cache[i].tx_digest, digest, TXCHECK_HASH_BYTES) == 0) {
+                memset(res, 0, sizeof *res);
+                memcpy(res->id, id, sizeof res->id);
+                res->has_id = true;
+                res->cached = true;
+                tc->cache[i].referenced = true;
+                tc->stats.cache_hits++;
+                tc->stats.accepted++;
+                return 0;
+            }
+        }
+    }
     return check_tx(tc, res, tx, tx_len, false);
 }
 

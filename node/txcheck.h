@@ -11,12 +11,14 @@
  *
  * Signature verification is by far the most expensive step, so its outcome
  * is remembered in a bounded cache keyed by tx id together with a digest of
- * the exact signature list: a gossip duplicate, or a proposal carrying a tx
- * this node already admitted, is not verified twice. The cache holds one
- * list per id (the latest verified) and replaces entries by CLOCK. Size it
- * above the mempool's count so every pooled tx stays cached. Everything that
- * depends on state (registered keys, nonce) is checked on every call,
- * because state moves between two calls for the same tx.
+ * the exact encoded tx: a gossip duplicate, or a proposal carrying a tx this
+ * node already admitted, is not verified twice. The cache holds one encoding
+ * per id (the latest verified) and replaces entries by CLOCK. Size it above
+ * the mempool's count so every pooled tx stays cached. txcheck_tx() checks
+ * everything that depends on state (registered keys, nonce) on every call,
+ * because state moves between two calls for the same tx; txcheck_tx_signed()
+ * trusts a cache hit for the registered keys too, which holds while the keys
+ * are fixed by the genesis (they are: see tc_keys in node.c).
  *
  * Hashing and verification come in through a table of function pointers
  * (struct txcheck_crypto), and state through two callbacks, so this module
@@ -161,6 +163,9 @@ BEX_MUST_USE int txcheck_tx(struct txcheck *tc, struct txcheck_result *res, cons
  * proposal may carry a tx whose nonce a block ahead of it already used; the
  * executor refuses that tx deterministically (an ENONCE receipt), so it must
  * not make the whole proposal invalid. Signatures are verified all the same.
+ * Bytes that passed a check before (the cache holds their id and digest) pass
+ * without being decoded again: then res has only has_id, id and cached set,
+ * not the sender, nonce or signers.
  */
 BEX_MUST_USE int txcheck_tx_signed(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx, size_t tx_len);
 

@@ -1,6 +1,6 @@
 /*
- * txcheck_fuzz.c: txcheck_tx() on arbitrary bytes, as a tx arrives from the
- * RPC, from gossip or inside a proposal.
+ * txcheck_fuzz.c: txcheck_tx() and txcheck_tx_signed() on arbitrary bytes, as
+ * a tx arrives from the RPC, from gossip or inside a proposal.
  *
  * The genesis is fixed (fuzz_util.h): two agencies with real secp256k1 keys
  * derived from fixed seeds, and verification is the real crypto_verify, so
@@ -278,6 +278,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc_plain != rc)
         fuzz_fail("with and without a cache: %d and %d", rc, rc_plain);
     FUZZ_CHECK(!uncached.cached && txcheck_cache_count(plain) == 0);
+
+    /*
+     * The check of a proposal's tx answers from the cache only for the very
+     * bytes admitted, and then as it would without a cache.
+     */
+    int rc_signed_plain = txcheck_tx_signed(plain, &uncached, data, size);
+    int rc_signed = txcheck_tx_signed(tc, &again, data, size);
+    if (rc_signed != rc_signed_plain)
+        fuzz_fail("txcheck_tx_signed with and without a cache: %d and %d", rc_signed, rc_signed_plain);
+    FUZZ_CHECK(!uncached.cached);
+    if (rc == 0)
+        FUZZ_CHECK(rc_signed == 0 && again.cached && memcmp(again.id, first.id, sizeof(first.id)) == 0);
     txcheck_free(plain);
     txcheck_free(tc);
     return 0;

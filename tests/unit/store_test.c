@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1153,6 +1154,57 @@ static void store_trim_follows_a_resize(void **state)
     assert_true(before - rss_file_kib() >= 12 * 1024);
 }
 
+/*
+ * With trim_ms the store's own thread gives the pages back: what a reader
+ * mapped is gone within a few periods, without anyone calling store_trim(),
+ * unless the file-backed resident set is below trim_above_bytes.
+ */
+static void store_trimmer_thread_gives_pages_back(void **state)
+{
+    struct fx *f = *state;
+    static const struct store_options trimmed = {.no_sync = true, .trim_ms = 5};
+    static const struct store_options high = {.no_sync = true, .trim_ms = 5, .trim_above_bytes = (size_t)1 << 30};
+    static const struct store_options too_slow = {.no_sync = true, .trim_ms = STORE_TRIM_MS_MAX + 1};
+    static uint8_t val[8192];
+    struct store *other = NULL;
+    char err[256];
+    uint8_t k[17];
+    unsigned sum = 0;
+    long before, now = 0;
+
+    assert_int_equal(store_open(&other, f->dir, &too_slow, err, sizeof err), -BEX_EINVAL);
+    assert_null(other);
+    /* Below its threshold the thread leaves the mapped pages alone. */
+    fx_open(f, &high);
+    for (uint64_t i = 0; i < 2048; i++) {
+        memset(val, (int)(i & 0xff), sizeof val);
+        vote_key(k, 1, i, 0);
+        assert_int_equal(store_pbft_put(f->s, k, 17, val, sizeof val), 0);
+    }
+    before = rss_file_kib();
+    assert_int_equal(store_pbft_iter(f->s, touch_vote, &sum), 0);
+    nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
+    assert_true(rss_file_kib() >= before + 12 * 1024);
+    store_close(f->s);
+    f->s = NULL;
+
+    fx_open(f, &trimmed);
+    /* Read 16 MiB through the map; the thread may already trim during the scan. */
+    before = rss_file_kib();
+    assert_int_equal(store_pbft_iter(f->s, touch_vote, &sum), 0);
+    for (int tries = 0; tries < 200; tries++) {
+        struct timespec ms = {0, 5 * 1000 * 1000};
+        now = rss_file_kib();
+        if (now <= before + 2 * 1024)
+            break;
+        nanosleep(&ms, NULL);
+    }
+    assert_true(now <= before + 2 * 1024);
+    /* Closing stops and joins the thread (a leak or a hang here fails the test run). */
+    store_close(f->s);
+    f->s = NULL;
+}
+
 /* ------------------------------------------------------------- concurrency */
 
 struct writer {
@@ -1435,6 +1487,7 @@ int main(void)
         T(store_batch_commits_all_or_nothing),
         T(store_trim_unmaps_pages_not_data),
         T(store_trim_follows_a_resize),
+        T(store_trimmer_thread_gives_pages_back),
         T(store_reader_snapshot_is_consistent),
         T(store_read_moves_between_threads),
         T(store_readers_are_bounded),

@@ -680,6 +680,76 @@ static void txcheck_cache_hit_avoids_verification(void **state)
     txcheck_free(tc);
 }
 
+/*
+ * A proposal's tx this node checked before passes on its bytes alone; any
+ * other bytes for the same id (a field appended, the body given twice) get
+ * the whole check and their own verification.
+ */
+static void txcheck_signed_hit_needs_the_same_bytes(void **state)
+{
+    (void)state;
+    struct txcheck_config cfg = config();
+    struct txcheck *tc = checker(&cfg);
+    struct txcheck_result res;
+    struct txcheck_stats st;
+    struct draft d;
+    static uint8_t tx[TX_MAX], other[TX_MAX + 2 * BODY_MAX];
+    uint8_t id[TXCHECK_HASH_BYTES];
+    size_t len, olen;
+    int rc;
+
+    draft_body(&d, CHAIN, "city.traffic", 8, 16);
+    draft_sign(&d, 0);
+    draft_sign(&d, 1);
+    len = draft_pack(&d, tx, sizeof tx);
+
+    /* Never seen: decoded and verified; a nonce the sender already used does not matter here. */
+    agencies[0].last = 20;
+    assert_int_equal(txcheck_tx_signed(tc, &res, tx, len), 0);
+    assert_false(res.cached);
+    assert_string_equal(res.sender, "city.traffic");
+    assert_int_equal(res.nonce, 8);
+    assert_int_equal(verify_calls, 2);
+    memcpy(id, res.id, sizeof id);
+
+    /* The same bytes: a hit that reports the id only. */
+    assert_int_equal(txcheck_tx_signed(tc, &res, tx, len), 0);
+    assert_true(res.cached);
+    assert_true(res.has_id);
+    assert_memory_equal(res.id, id, sizeof id);
+    assert_string_equal(res.sender, "");
+    assert_int_equal(verify_calls, 2);
+    txcheck_get_stats(tc, &st);
+    assert_int_equal(st.cache_hits, 1);
+    assert_int_equal(st.accepted, 2);
+
+    /* An unknown field appended to the Tx: other bytes, checked and verified again. */
+    memcpy(other, tx, len);
+    other[len] = 0x18; /* field 3, varint */
+    other[len + 1] = 0x01;
+    olen = len + 2;
+    rc = txcheck_tx_signed(tc, &res, other, olen);
+    assert_false(res.cached);
+    assert_true(rc != 0 || verify_calls == 4);
+
+    /* The body given twice (the decoder keeps the last): never taken from the cache. */
+    verify_calls = 0;
+    memcpy(other, tx, len);
+    olen = len;
+    other[olen++] = 0x0a; /* field 1, length-delimited */
+    assert_true(d.body_len < 128);
+    other[olen++] = (uint8_t)d.body_len;
+    memcpy(other + olen, d.body, d.body_len);
+    olen += d.body_len;
+    rc = txcheck_tx_signed(tc, &res, other, olen);
+    assert_false(res.cached);
+    assert_true(rc != 0 || verify_calls == 2);
+
+    /* Cut short, the bytes are refused as before. */
+    assert_int_equal(txcheck_tx_signed(tc, &res, tx, len - 3), -BEX_EDECODE);
+    txcheck_free(tc);
+}
+
 static void txcheck_cache_is_bounded(void **state)
 {
     (void)state;
@@ -822,6 +892,7 @@ int main(void)
         cmocka_unit_test_setup(txcheck_rejects_bad_names, reset),
         cmocka_unit_test_setup(txcheck_rejects_noncanonical_body, reset),
         cmocka_unit_test_setup(txcheck_cache_hit_avoids_verification, reset),
+        cmocka_unit_test_setup(txcheck_signed_hit_needs_the_same_bytes, reset),
         cmocka_unit_test_setup(txcheck_cache_is_bounded, reset),
         cmocka_unit_test_setup(txcheck_cache_gives_hits_a_second_chance, reset),
         cmocka_unit_test_setup(txcheck_without_cache_always_verifies, reset),
