@@ -15,6 +15,10 @@
  *   txcheck_us       the node's whole admission check of that transaction
  *                    (decode, hash, verify, state callbacks) with the
  *                    signature cache off;
+ *   txcheck_hit_us   the same check of a tx in the cache (a gossip
+ *                    duplicate: decoded and checked, not verified);
+ *   proposal_tx_us   txcheck_tx_signed() of a tx in the cache, as a
+ *                    proposal's tx this node already admitted (two hashes);
  *   lmdb_commit_*    one LMDB write transaction holding a block's worth of
  *                    writes for B transactions (the block, B receipts, B
  *                    state records, B history entries), with fdatasync as
@@ -63,6 +67,7 @@
 #define REPS 5
 #define VERIFY_N 2000
 #define SHA_N 200000
+#define HIT_N 20000 /* cached txchecks per repetition */
 #define BLOCKS_N 6
 #define BLOCK_TXS_MAX 10000
 #define PATH_BYTES 512
@@ -253,7 +258,7 @@ static int tc_last_nonce(uint64_t *last, const char *sender, void *user)
 }
 
 struct crypto_figures {
-    double verify_us, sign_us, sha256_tx_us, txcheck_us;
+    double verify_us, sign_us, sha256_tx_us, txcheck_us, txcheck_hit_us, proposal_tx_us;
     size_t tx_bytes;
 };
 
@@ -263,9 +268,9 @@ static void bench_crypto(struct fixture *fx, struct crypto_figures *f)
     struct crypto_pubkey pk;
     struct crypto_sig sig;
     uint8_t digest[CRYPTO_HASH_BYTES], id[CRYPTO_HASH_BYTES], out[CRYPTO_HASH_BYTES];
-    double v[REPS], s[REPS], h[REPS], t[REPS];
+    double v[REPS], s[REPS], h[REPS], t[REPS], th[REPS], pt[REPS];
     struct txcheck_config tc = {0};
-    struct txcheck *chk = NULL;
+    struct txcheck *chk = NULL, *cached = NULL;
     size_t len;
     uint8_t *tx = sign_publish(fx, &len, id, 1);
 
@@ -283,6 +288,9 @@ static void bench_crypto(struct fixture *fx, struct crypto_figures *f)
     tc.last_nonce = tc_last_nonce;
     tc.user = fx;
     if (txcheck_new(&chk, &tc) != 0)
+        die("txcheck_new failed");
+    tc.cache_entries = 16;
+    if (txcheck_new(&cached, &tc) != 0)
         die("txcheck_new failed");
     for (int r = 0; r < REPS; r++) {
         struct clock_pair a = now(), b;
@@ -318,13 +326,32 @@ static void bench_crypto(struct fixture *fx, struct crypto_figures *f)
         }
         b = now();
         t[r] = (b.cpu_us - a.cpu_us) / VERIFY_N;
+        if (txcheck_tx(cached, &res, tx, len) != 0)
+            die(res.reason);
+        a = now();
+        for (int i = 0; i < HIT_N; i++) {
+            if (txcheck_tx(cached, &res, tx, len) != 0 || !res.cached)
+                die("a cached tx was not a cache hit");
+        }
+        b = now();
+        th[r] = (b.cpu_us - a.cpu_us) / HIT_N;
+        a = now();
+        for (int i = 0; i < HIT_N; i++) {
+            if (txcheck_tx_signed(cached, &res, tx, len) != 0 || !res.cached)
+                die("a proposal's cached tx was not a cache hit");
+        }
+        b = now();
+        pt[r] = (b.cpu_us - a.cpu_us) / HIT_N;
     }
     f->verify_us = median(v, REPS);
     f->sign_us = median(s, REPS);
     f->sha256_tx_us = median(h, REPS);
     f->txcheck_us = median(t, REPS);
+    f->txcheck_hit_us = median(th, REPS);
+    f->proposal_tx_us = median(pt, REPS);
     f->tx_bytes = len;
     txcheck_free(chk);
+    txcheck_free(cached);
     free(tx);
     crypto_wipe(&sk, sizeof sk);
 }
@@ -705,6 +732,10 @@ int main(int argc, char **argv)
         printf("  sign            %8.1f us\n", cf.sign_us);
         printf("  sha256 of a tx  %8.2f us\n", cf.sha256_tx_us);
         printf("  txcheck         %8.1f us   (the node's admission: decode, hash, verify)\n", cf.txcheck_us);
+        printf("  txcheck, cached %8.2f us   (a gossip duplicate: decoded and checked, not verified)\n",
+               cf.txcheck_hit_us);
+        printf("  proposal's tx   %8.2f us   (txcheck_tx_signed of a tx already admitted: two hashes)\n",
+               cf.proposal_tx_us);
     }
     if (lmdb) {
         printf("  LMDB commit     %8.2f ms   (%zu txs' worth of writes, fdatasync; %.2f ms without)\n",
@@ -735,6 +766,8 @@ int main(int argc, char **argv)
                   "ledger_apply_us_per_tx", gf.us_per_tx, "ledger_apply_cpu_us_per_tx", gf.cpu_us_per_tx, "bounds",
                   bounds);
     json_object_set_new(j, "store_bytes_per_tx", json_real(gf.bytes_per_tx));
+    json_object_set_new(j, "txcheck_hit_us", json_real(cf.txcheck_hit_us));
+    json_object_set_new(j, "proposal_tx_us", json_real(cf.proposal_tx_us));
     json_object_set_new(j, "exec_cpu_us_per_tx", json_real(ef.cpu_us_per_tx));
     if (out != NULL && json_dump_file(j, out, JSON_INDENT(1)) != 0)
         die("cannot write the report");
