@@ -7,6 +7,7 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,8 @@ struct store {
     bool trim_cv_ready, trimmer_on, trimmer_stop;
     unsigned trim_ms;
     size_t trim_above; /* bytes of file-backed resident memory that make it trim */
+    unsigned puts_unchecked; /* under wmu: puts since the last check_trim() */
+    atomic_uint gets;        /* gets by every reader, counted for maybe_trim() */
     int statm_fd;      /* /proc/self/statm, read by the trimmer; -1 when closed */
     int sticky;
     char msg[MSG_BYTES];
@@ -86,6 +89,13 @@ struct store_read {
 
 static int start_trimmer(struct store *s, unsigned trim_ms, size_t trim_above);
 static void stop_trimmer(struct store *s);
+static void check_trim(struct store *s);
+static void maybe_trim(struct store *s);
+
+/* Puts between two looks at the resident set within a commit (check_trim). */
+#define TRIM_CHECK_PUTS 64
+/* Gets, on any thread, between two looks at the resident set (get). */
+#define TRIM_CHECK_GETS 256
 
 /* ------------------------------------------------------------- helpers */
 
@@ -355,6 +365,7 @@ static int put_receipts(struct store *s, MDB_txn *txn, const struct store_block 
             return fail(s, -BEX_ELIMIT, "store: %s: receipt %zu: %zu bytes (max %u)", what, i, e->len,
                         STORE_RECEIPT_BYTES_MAX);
         rc = mdb_put(txn, s->dbi[DB_RECEIPTS], &k, &d, MDB_NOOVERWRITE);
+        check_trim(s);
         if (rc == MDB_KEYEXIST)
             return fail(s, -BEX_EEXIST, "store: %s: receipt %zu: tx id already stored", what, i);
         if (rc != 0)
@@ -387,6 +398,7 @@ static int put_writes(struct store *s, MDB_txn *txn, const struct store_block *b
                             i, w->val_len, STORE_VALUE_BYTES_MAX);
             rc = mdb_put(txn, s->dbi[DB_STATE], &k, &d, 0);
         }
+        check_trim(s);
         if (rc != 0)
             return fail(s, lmdb_code(rc), "store: %s: write %zu: %s", what, i, lmdb_text(rc));
     }
@@ -423,6 +435,7 @@ static int put_history(struct store *s, MDB_txn *txn, const struct store_block *
         k = val_of(buf, history_key(buf, h->key, h->key_len, b->height, h->index));
         if ((rc = mdb_put(txn, s->dbi[DB_HISTORY], &k, &d, 0)) != 0)
             return fail(s, lmdb_code(rc), "store: %s: history %zu: %s", what, i, lmdb_text(rc));
+        check_trim(s);
     }
     return 0;
 }
@@ -1133,6 +1146,10 @@ void store_read_end(struct store_read *r)
 static int get(struct store_read *r, int db, const void *key, size_t key_len, MDB_val *d)
 {
     MDB_val k = val_of(key, key_len);
+
+    /* A block's worth of random reads (its receipts, say) faults in folios as a commit does. */
+    if (atomic_fetch_add_explicit(&r->s->gets, 1, memory_order_relaxed) % TRIM_CHECK_GETS == TRIM_CHECK_GETS - 1)
+        maybe_trim(r->s);
     return lmdb_code(mdb_get(r->txn, r->s->dbi[db], &k, d));
 }
 
@@ -1364,6 +1381,29 @@ static void *trimmer_main(void *arg)
     }
     unlock(&s->mu);
     return NULL;
+}
+
+/*
+ * A block's random inserts read a page per put, and each read maps a folio,
+ * faster than the trimmer thread looks: so a commit looks too, every
+ * TRIM_CHECK_PUTS puts, and trims past the same threshold. Under wmu.
+ */
+static void check_trim(struct store *s)
+{
+    if (++s->puts_unchecked < TRIM_CHECK_PUTS)
+        return;
+    s->puts_unchecked = 0;
+    maybe_trim(s);
+}
+
+/* Trims when the trimmer's threshold is passed; any thread, mu not held. */
+static void maybe_trim(struct store *s)
+{
+    if (!s->trimmer_on || s->trim_above == 0 || resident_file_bytes(s->statm_fd) < s->trim_above)
+        return;
+    lock(&s->mu);
+    (void)trim_locked(s);
+    unlock(&s->mu);
 }
 
 static int start_trimmer(struct store *s, unsigned trim_ms, size_t trim_above)

@@ -140,7 +140,8 @@ struct store_options {
     bool no_sync;          /* true: skip fdatasync at commit (tests, benchmarks) */
     unsigned trim_ms;      /* 0, or 1..STORE_TRIM_MS_MAX: a thread looks this often whether to trim */
     size_t trim_above_bytes; /* it calls store_trim() when the process's file-backed RSS is this
-                              * large (0: every trim_ms) */
+                              * large (0: every trim_ms); so do a commit every 64 puts and the
+                              * readers every 256 gets, when it is not 0 */
 };
 
 /* The receipt of one transaction: stored under its tx id, which must be new. */

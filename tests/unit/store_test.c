@@ -1205,6 +1205,62 @@ static void store_trimmer_thread_gives_pages_back(void **state)
     f->s = NULL;
 }
 
+/*
+ * Past the threshold, a commit (every 64 puts) and the readers (every 256
+ * gets) trim on their own thread, without waiting for the trimmer's period
+ * (here a minute, so it never comes).
+ */
+static void store_commits_and_reads_trim_past_the_threshold(void **state)
+{
+    struct fx *f = *state;
+    static const struct store_options eager = {.no_sync = true, .trim_ms = STORE_TRIM_MS_MAX, .trim_above_bytes = 1};
+    static uint8_t val[8192];
+    static struct store_write w[2048];
+    static char keys[2048][16];
+    struct tblock t;
+    struct store_read *r;
+    uint8_t k[17];
+    unsigned sum = 0;
+    long before;
+
+    fx_open(f, &eager);
+    for (uint64_t i = 0; i < 2048; i++) {
+        memset(val, (int)(i & 0xff), sizeof val);
+        vote_key(k, 1, i, 0);
+        assert_int_equal(store_pbft_put(f->s, k, 17, val, sizeof val), 0);
+    }
+    /* 16 MiB of votes read through the map (a cursor, not counted as gets), then a block of 2048 writes. */
+    before = rss_file_kib();
+    assert_int_equal(store_pbft_iter(f->s, touch_vote, &sum), 0);
+    assert_true(rss_file_kib() >= before + 12 * 1024);
+    tblock_make(&t, 1);
+    memset(val, 0x77, sizeof val);
+    for (size_t i = 0; i < 2048; i++) {
+        snprintf(keys[i], sizeof keys[i], "big/%04zu", i);
+        w[i] = (struct store_write){(const uint8_t *)keys[i], strlen(keys[i]), val, sizeof val, false};
+    }
+    t.b.writes = w;
+    t.b.writes_len = 2048;
+    assert_int_equal(store_commit_block(f->s, &t.b), 0);
+    assert_true(rss_file_kib() < before + 8 * 1024);
+
+    /* 16 MiB of values read by key: at most the last 255 gets' pages stay mapped. */
+    assert_int_equal(store_read_begin(f->s, &r), 0);
+    before = rss_file_kib();
+    for (size_t i = 0; i < 2048; i++) {
+        const uint8_t *v;
+        size_t n;
+
+        assert_int_equal(store_get_state(r, &v, &n, (const uint8_t *)keys[i], strlen(keys[i])), 0);
+        assert_int_equal(n, sizeof val);
+        for (size_t j = 0; j < n; j += 512)
+            sum += v[j];
+    }
+    assert_true(rss_file_kib() < before + 8 * 1024);
+    store_read_end(r);
+    assert_true(sum > 0);
+}
+
 /* ------------------------------------------------------------- concurrency */
 
 struct writer {
@@ -1488,6 +1544,7 @@ int main(void)
         T(store_trim_unmaps_pages_not_data),
         T(store_trim_follows_a_resize),
         T(store_trimmer_thread_gives_pages_back),
+        T(store_commits_and_reads_trim_past_the_threshold),
         T(store_reader_snapshot_is_consistent),
         T(store_read_moves_between_threads),
         T(store_readers_are_bounded),
