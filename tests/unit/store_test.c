@@ -1087,12 +1087,24 @@ static int touch_vote(void *arg, const uint8_t *key, size_t key_len, const uint8
     return 0;
 }
 
+/* 2048 votes of 8 KiB each: 16 MiB to read back through the map. */
+static void put_votes_16mib(struct store *s)
+{
+    static uint8_t val[8192];
+    uint8_t k[17];
+
+    for (uint64_t i = 0; i < 2048; i++) {
+        memset(val, (int)(i & 0xff), sizeof val);
+        vote_key(k, 1, i, 0);
+        assert_int_equal(store_pbft_put(s, k, 17, val, sizeof val), 0);
+    }
+}
+
 /* Trimming gives the data file's pages back (RssFile drops) while borrowed values stay readable. */
 static void store_trim_unmaps_pages_not_data(void **state)
 {
     struct fx *f = *state;
-    static uint8_t val[8192];
-    uint8_t k[17], meta[100];
+    uint8_t meta[100];
     struct store_read *r;
     const uint8_t *v;
     size_t vlen;
@@ -1103,11 +1115,7 @@ static void store_trim_unmaps_pages_not_data(void **state)
     memset(meta, 0x5a, sizeof meta);
     assert_int_equal(store_put_meta(f->s, (const uint8_t *)"probe", 5, meta, sizeof meta), 0);
     /* 16 MiB of votes, then read every page of them through the map. */
-    for (uint64_t i = 0; i < 2048; i++) {
-        memset(val, (int)(i & 0xff), sizeof val);
-        vote_key(k, 1, i, 0);
-        assert_int_equal(store_pbft_put(f->s, k, 17, val, sizeof val), 0);
-    }
+    put_votes_16mib(f->s);
     assert_int_equal(store_pbft_iter(f->s, touch_vote, &sum), 0);
     assert_int_equal(store_read_begin(f->s, &r), 0);
     assert_int_equal(store_get_meta(r, &v, &vlen, (const uint8_t *)"probe", 5), 0);
@@ -1130,17 +1138,11 @@ static void store_trim_unmaps_pages_not_data(void **state)
 static void store_trim_follows_a_resize(void **state)
 {
     struct fx *f = *state;
-    static uint8_t val[8192];
-    uint8_t k[17];
     unsigned sum = 0;
     long before;
 
     fx_open(f, &fast);
-    for (uint64_t i = 0; i < 2048; i++) {
-        memset(val, (int)(i & 0xff), sizeof val);
-        vote_key(k, 1, i, 0);
-        assert_int_equal(store_pbft_put(f->s, k, 17, val, sizeof val), 0);
-    }
+    put_votes_16mib(f->s);
     assert_int_equal(store_trim(f->s), 0);
     assert_int_equal(store_resize(f->s, STORE_MAP_BYTES_DEFAULT * 4), 0);
     assert_int_equal(store_pbft_iter(f->s, touch_vote, &sum), 0);
@@ -1165,10 +1167,8 @@ static void store_trimmer_thread_gives_pages_back(void **state)
     static const struct store_options trimmed = {.no_sync = true, .trim_ms = 5};
     static const struct store_options high = {.no_sync = true, .trim_ms = 5, .trim_above_bytes = (size_t)1 << 30};
     static const struct store_options too_slow = {.no_sync = true, .trim_ms = STORE_TRIM_MS_MAX + 1};
-    static uint8_t val[8192];
     struct store *other = NULL;
     char err[256];
-    uint8_t k[17];
     unsigned sum = 0;
     long before, now = 0;
 
@@ -1176,11 +1176,7 @@ static void store_trimmer_thread_gives_pages_back(void **state)
     assert_null(other);
     /* Below its threshold the thread leaves the mapped pages alone. */
     fx_open(f, &high);
-    for (uint64_t i = 0; i < 2048; i++) {
-        memset(val, (int)(i & 0xff), sizeof val);
-        vote_key(k, 1, i, 0);
-        assert_int_equal(store_pbft_put(f->s, k, 17, val, sizeof val), 0);
-    }
+    put_votes_16mib(f->s);
     before = rss_file_kib();
     assert_int_equal(store_pbft_iter(f->s, touch_vote, &sum), 0);
     nanosleep(&(struct timespec){0, 50 * 1000 * 1000}, NULL);
@@ -1219,16 +1215,11 @@ static void store_commits_and_reads_trim_past_the_threshold(void **state)
     static char keys[2048][16];
     struct tblock t;
     struct store_read *r;
-    uint8_t k[17];
     unsigned sum = 0;
     long before;
 
     fx_open(f, &eager);
-    for (uint64_t i = 0; i < 2048; i++) {
-        memset(val, (int)(i & 0xff), sizeof val);
-        vote_key(k, 1, i, 0);
-        assert_int_equal(store_pbft_put(f->s, k, 17, val, sizeof val), 0);
-    }
+    put_votes_16mib(f->s);
     /* 16 MiB of votes read through the map (a cursor, not counted as gets), then a block of 2048 writes. */
     before = rss_file_kib();
     assert_int_equal(store_pbft_iter(f->s, touch_vote, &sum), 0);
