@@ -1355,6 +1355,12 @@ static size_t resident_file_bytes(int fd)
     return (size_t)shared * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Whether the file-backed resident set has reached trim_above (which is not 0). */
+static bool over_trim_threshold(struct store *s)
+{
+    return resident_file_bytes(s->statm_fd) >= s->trim_above;
+}
+
 /*
  * Every trim_ms, gives the mapped pages back once they pass trim_above: so
  * the pages a burst of reads maps are gone within a period, while the hot
@@ -1375,7 +1381,7 @@ static void *trimmer_main(void *arg)
         while (!s->trimmer_stop && pthread_cond_timedwait(&s->trim_cv, &s->mu, &at) == 0)
             ;
         /* A map lost to a failed resize stays lost; the readers report it. */
-        if (!s->trimmer_stop && (s->trim_above == 0 || resident_file_bytes(s->statm_fd) >= s->trim_above))
+        if (!s->trimmer_stop && (s->trim_above == 0 || over_trim_threshold(s)))
             (void)trim_locked(s);
         clock_gettime(CLOCK_MONOTONIC, &at);
     }
@@ -1399,7 +1405,7 @@ static void check_trim(struct store *s)
 /* Trims when the trimmer's threshold is passed; any thread, mu not held. */
 static void maybe_trim(struct store *s)
 {
-    if (!s->trimmer_on || s->trim_above == 0 || resident_file_bytes(s->statm_fd) < s->trim_above)
+    if (!s->trimmer_on || s->trim_above == 0 || !over_trim_threshold(s))
         return;
     lock(&s->mu);
     (void)trim_locked(s);

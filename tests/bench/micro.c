@@ -262,6 +262,22 @@ struct crypto_figures {
     size_t tx_bytes;
 };
 
+typedef int txcheck_fn(struct txcheck *tc, struct txcheck_result *res, const uint8_t *tx, size_t tx_len);
+
+/* CPU us per call of check on tx, which must be a cache hit every time. */
+static double cache_hit_us(txcheck_fn *check, struct txcheck *tc, const uint8_t *tx, size_t len)
+{
+    struct txcheck_result res;
+    struct clock_pair a = now(), b;
+
+    for (int i = 0; i < HIT_N; i++) {
+        if (check(tc, &res, tx, len) != 0 || !res.cached)
+            die("a tx checked before was not a cache hit");
+    }
+    b = now();
+    return (b.cpu_us - a.cpu_us) / HIT_N;
+}
+
 static void bench_crypto(struct fixture *fx, struct crypto_figures *f)
 {
     struct crypto_seckey sk;
@@ -328,20 +344,8 @@ static void bench_crypto(struct fixture *fx, struct crypto_figures *f)
         t[r] = (b.cpu_us - a.cpu_us) / VERIFY_N;
         if (txcheck_tx(cached, &res, tx, len) != 0)
             die(res.reason);
-        a = now();
-        for (int i = 0; i < HIT_N; i++) {
-            if (txcheck_tx(cached, &res, tx, len) != 0 || !res.cached)
-                die("a cached tx was not a cache hit");
-        }
-        b = now();
-        th[r] = (b.cpu_us - a.cpu_us) / HIT_N;
-        a = now();
-        for (int i = 0; i < HIT_N; i++) {
-            if (txcheck_tx_signed(cached, &res, tx, len) != 0 || !res.cached)
-                die("a proposal's cached tx was not a cache hit");
-        }
-        b = now();
-        pt[r] = (b.cpu_us - a.cpu_us) / HIT_N;
+        th[r] = cache_hit_us(txcheck_tx, cached, tx, len);
+        pt[r] = cache_hit_us(txcheck_tx_signed, cached, tx, len);
     }
     f->verify_us = median(v, REPS);
     f->sign_us = median(s, REPS);
